@@ -472,11 +472,11 @@ def _known_timezone(name: str) -> bool:
         _tz_names = frozenset(text.split())
     if name in _tz_names:
         return True
-    from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(name)
-    except (ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
