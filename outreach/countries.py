@@ -120,12 +120,12 @@ class Country:
 
     def is_party(self, as_of: date) -> bool:
         """Party (by ratification or accession) on ``as_of``."""
-        return self.ratification_date is not None and self.ratification_date <= as_of
+        return self.ratification_date is not None and self.ratification_date <= _day(as_of)
 
     def is_signatory(self, as_of: date) -> bool:
         """Signed on or before ``as_of``. A year-only signature counts from 31 Dec of that year."""
         since = self.signature_known_from
-        return since is not None and since <= as_of
+        return since is not None and since <= _day(as_of)
 
     def status(self, as_of: date) -> str:
         """``"ratified"`` (party, also by accession), ``"signed"`` (signed only) or ``"not_signed"``."""
@@ -134,6 +134,11 @@ class Country:
         if self.is_signatory(as_of):
             return "signed"
         return "not_signed"
+
+
+def _day(as_of: date) -> date:
+    """``as_of`` as a plain date (a datetime is cut to its own calendar day)."""
+    return as_of.date() if isinstance(as_of, datetime) else as_of
 
 
 # --------------------------------------------------------------------------------------

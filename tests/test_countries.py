@@ -133,6 +133,14 @@ def test_counts_change_on_the_day_of_deposit():
     assert c("UY").status(d("2013-02-05")) == "ratified"
 
 
+def test_as_of_may_be_a_datetime():
+    from datetime import datetime
+
+    assert c("AR").status(datetime(2011, 10, 24, 23, 59)) == "ratified"
+    assert c("AR").status(datetime(2011, 10, 23, 23, 59)) == "signed"
+    assert TABLE.counts(datetime(2015, 12, 10, 12, 0))["parties"] == 21
+
+
 def test_germany_acceded_in_2023():
     de = c("DE")
     assert de.accession is True
