@@ -1,0 +1,307 @@
+"""Command-line interface. Each command parses its options, calls one library function and
+prints the result; errors from the library (:class:`OutreachError`) become one-line messages
+here, in one place."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from outreach import __version__
+from outreach.exceptions import OutreachError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class OutreachGroup(click.Group):
+    """Turns library errors into clean messages and exit code 1 (usage errors exit 2)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OutreachError as exc:
+            ws = ctx.obj.get("workspace") if isinstance(ctx.obj, dict) else None
+            text = ws.redact(str(exc)) if ws is not None else str(exc)
+            raise click.ClickException(text) from None
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                "interrupted. What was handed off is recorded; run the same command again to resume."
+            ) from None
+
+
+def _workspace(ctx: click.Context):
+    from outreach.workspace import Workspace
+
+    obj = ctx.ensure_object(dict)
+    if "workspace" not in obj:
+        try:
+            obj["workspace"] = Workspace.open(obj.get("root"))
+        except OutreachError as exc:
+            raise click.ClickException(str(exc)) from None
+    return obj["workspace"]
+
+
+def _now(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@click.group(cls=OutreachGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "-C",
+    "--workspace",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Workspace folder (with campaigns/, lists/, templates/). Default: the current folder.",
+)
+@click.version_option(__version__, prog_name="outreach")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None) -> None:
+    """Plan, render, send (once) and track the coalition's email campaigns.
+
+    Typical session: `outreach lists check december`, `outreach send december --dry-run`,
+    `outreach send december --test-to you@example.org`, then `outreach send december`.
+    """
+    ctx.ensure_object(dict)["root"] = root
+
+
+# ------------------------------------------------------------------------------------------
+# send / status / preview
+
+
+@main.command()
+@click.argument("campaign")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    metavar="ID",
+    help="Send only this step (repeatable), even before it is due.",
+)
+@click.option("--dry-run", is_flag=True, help="Show the plan and stop; nothing is sent or written.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Send at most N messages in this run."
+)
+@click.option(
+    "--test-to",
+    multiple=True,
+    metavar="EMAIL",
+    help="Send one sample per variant to this staff address (repeatable), marked [TEST]; not a campaign send.",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["outbox", "sendgrid"]),
+    help="Default: sendgrid when SENDGRID_API_KEY is set, else outbox.",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Send to valid contacts even if some rows have errors (skipped rows are listed).",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Resend messages whose earlier hand-off had an unknown outcome.",
+)
+@click.option(
+    "--allow-late", is_flag=True, help="Send steps that are more than 24 h overdue without asking."
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--now",
+    "now",
+    metavar="ISO-TIME",
+    hidden=True,
+    help="Pretend the current time is this (testing).",
+)
+@click.pass_context
+def send(
+    ctx,
+    campaign,
+    steps,
+    dry_run,
+    limit,
+    test_to,
+    transport,
+    skip_invalid,
+    resend_unknown,
+    allow_late,
+    yes,
+    now,
+):
+    """Send the steps of CAMPAIGN that are due (or --step ID), each recipient exactly once.
+
+    Prints a plan first (recipients per segment, country status and language, exclusions and
+    batches), asks for confirmation, shows progress and ends with a summary. Re-running sends
+    only what has not been sent; an interrupted run can simply be run again.
+    """
+    from outreach.console import RichUI, print_summary
+    from outreach.send import SendOptions
+    from outreach.send import send as run_send
+
+    ws = _workspace(ctx)
+    options = SendOptions(
+        steps=tuple(steps),
+        dry_run=dry_run,
+        limit=limit,
+        test_to=tuple(test_to),
+        transport=transport,
+        skip_invalid=skip_invalid,
+        resend_unknown=resend_unknown,
+        yes=yes,
+        allow_late=allow_late,
+        now=_now(now),
+    )
+    summary = run_send(ws, campaign, options, RichUI())
+    print_summary(summary)
+    if summary.paused or summary.failed:
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--now", "now", metavar="ISO-TIME", hidden=True)
+@click.pass_context
+def status(ctx, campaign, as_json, now):
+    """Show each step of CAMPAIGN: when it is due, its recipients and the ledger counts."""
+    from rich.table import Table
+
+    from outreach.console import console
+    from outreach.send import status as get_status
+
+    data = get_status(_workspace(ctx), campaign, _now(now))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{data['campaign']} (transport: {data['transport']})")
+    for col in ("step", "due", "recipients", "sent", "pending", "failed", "unknown"):
+        table.add_column(col, justify="left" if col in ("step", "due") else "right")
+    for s in data["steps"]:
+        due = s["due_at"].replace("T", " ")[:16] + (" local" if s["local_time"] else "")
+        table.add_row(
+            s["id"],
+            due + ("" if s["due"] else " (not yet)"),
+            *(str(s[k]) for k in ("recipients", "sent", "pending", "failed", "unknown")),
+        )
+    console.print(table)
+    if data["invalid_rows"]:
+        console.print(
+            f"{data['invalid_rows']} invalid row(s) in the lists are not counted (outreach lists check)."
+        )
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--step", "step", required=True, metavar="ID", help="The step to preview.")
+@click.option("--contact", "email", metavar="EMAIL", help="The contact's address.")
+@click.option(
+    "--row",
+    metavar="N",
+    help="The contact's row in the list (as a spreadsheet shows it; FILE:N for another list).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the files. Default: previews/CAMPAIGN/STEP/.",
+)
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+@click.pass_context
+def preview(ctx, campaign, step, email, row, output, open_):
+    """Write the HTML and text of STEP for one contact, exactly as it would be sent."""
+    from outreach.preview import preview as run_preview
+
+    if bool(email) == bool(row):
+        raise click.UsageError("pass exactly one of --contact EMAIL or --row N")
+    r = run_preview(_workspace(ctx), campaign, step, email=email, row=row, out_dir=output)
+    c = r.contact
+    click.echo(
+        f"{c.email} ({c.where}): {c.relationship}, {c.country or 'no country'}, language {r.language}, variant {r.variant.id}"
+    )
+    click.echo(f"Subject: {r.message.subject}")
+    click.echo(f"HTML:    {r.html_path} ({len(r.message.html.encode()) / 1024:.1f} KB)")
+    click.echo(f"Text:    {r.text_path}")
+    if not r.identical_to_direct:
+        raise click.ClickException(
+            "internal check failed: the variant render differs from a direct render"
+        )
+    if open_:
+        click.launch(str(r.html_path))
+
+
+# ------------------------------------------------------------------------------------------
+# lists / countries
+
+
+@main.group()
+def lists():
+    """Check contact lists."""
+
+
+@lists.command("check")
+@click.argument("campaign", required=False)
+@click.pass_context
+def lists_check(ctx, campaign):
+    """Validate the lists of CAMPAIGN row by row and count contacts per segment.
+
+    Reports invalid addresses, duplicates, unknown countries (with a suggestion), unknown
+    relationships or languages, rows that cannot be decoded, and HTML or code in names.
+    Exits 1 when there are errors.
+    """
+    from outreach.campaign import load_campaign, only_campaign
+    from outreach.console import print_check
+    from outreach.contacts import check_lists
+    from outreach.countries import CountryTable
+    from outreach.send import country_data_warning
+
+    ws = _workspace(ctx)
+    c = load_campaign(ws.root, campaign or only_campaign(ws.root))
+    countries = CountryTable.load(c.countries_path())
+    report = check_lists(c, countries)
+    warnings = c.warnings()
+    stale = country_data_warning(countries)
+    if stale:
+        warnings.append(stale)
+    print_check(report.contacts, report.counts, report.as_of.isoformat(), warnings)
+    if report.contacts.errors:
+        ctx.exit(1)
+
+
+@main.group()
+def countries():
+    """Country data (lists/countries.csv)."""
+
+
+@countries.command("build")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder with op-icescr-status.csv and icescr-parties.csv. Default: ../shared/data.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: lists/countries.csv."
+)
+@click.pass_context
+def countries_build(ctx, source, out):
+    """Regenerate lists/countries.csv from the shared treaty data."""
+    from outreach.countries import build_countries
+
+    ws = _workspace(ctx)
+    source = source or ws.root.parent / "shared" / "data"
+    out = out or ws.root / "lists" / "countries.csv"
+    handles = ws.root / "lists" / "government-handles.csv"
+    notes = build_countries(source, out, handles if handles.exists() else None)
+    for n in notes:
+        click.echo(n)
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,232 @@
+"""Terminal output: plans, progress, summaries and check reports, drawn with rich.
+
+Only presentation lives here; every figure comes from the library objects passed in.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from outreach.contacts import ContactList
+from outreach.send import SendPlan, SendSummary, StepPlan
+
+# wide when not a terminal, so that logs and CI output do not wrap mid-sentence
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def say(text: str) -> None:
+    """Print text that may contain user data (no rich markup interpretation)."""
+    console.print(text, markup=False)
+
+
+def _when(dt: datetime, now: datetime) -> str:
+    delta = dt - now
+    word = "in " if delta.total_seconds() > 0 else ""
+    ago = "" if delta.total_seconds() > 0 else " ago"
+    return f"{dt:%Y-%m-%d %H:%M %Z} ({word}{_span(abs(delta))}{ago})"
+
+
+def _span(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400 * 2:
+        return f"{s // 3600} h"
+    return f"{s // 86400} days"
+
+
+class RichUI:
+    """The CLI's :class:`outreach.send.UI`."""
+
+    def __init__(self, interactive: bool | None = None) -> None:
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+
+    def show_plan(self, plan: SendPlan) -> None:
+        print_plan(plan)
+
+    def confirm(self, question: str) -> bool:
+        if not self.interactive:
+            console.print(
+                f"[bold]{question}[/] — not a terminal, so not confirmed (pass --yes to confirm)"
+            )
+            return False
+        return click.confirm(question, default=False)
+
+    @contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        ) as prog:
+            task = prog.add_task(label, total=total)
+            yield lambda n: prog.advance(task, n)
+
+    def note(self, text: str) -> None:
+        say(f"  … {text}")
+
+
+def print_plan(plan: SendPlan) -> None:
+    c = plan.campaign
+    t = plan.transport
+    console.print(f"[bold]Plan for {c.name}[/] — {c.title}")
+    if t.real:
+        console.print(f"Transport: [bold]{t.describe()}[/] (real email)")
+    else:
+        console.print(
+            f"Transport: [bold]{t.name}[/] — writes .eml files under outbox/; [bold]nothing is emailed[/]"
+        )
+    console.print(f"Now: {plan.now:%Y-%m-%d %H:%M %Z}")
+    if plan.options.dry_run:
+        console.print("[bold cyan]Dry run: nothing will be sent or written.[/]")
+    if plan.reconciled:
+        parts = ", ".join(f"{n} {k}" for k, n in plan.reconciled.items())
+        console.print(
+            f"[yellow]A previous run was interrupted; its in-flight messages were checked: {parts}[/]"
+        )
+    for sp in plan.steps:
+        _print_step(plan, sp)
+    if not plan.steps:
+        console.print("\nNo step is due.")
+    for step, due_at in plan.not_due:
+        extra = " (local time in each recipient's country)" if step.local_time else ""
+        console.print(f"Not yet due: [bold]{step.id}[/] at {_when(due_at, plan.now)}{extra}")
+    if plan.skipped:
+        rows = plan.contacts.error_rows
+        console.print(f"\n[yellow]Skipped {len(rows)} invalid row(s) (--skip-invalid):[/]")
+        for issue in plan.skipped:
+            say(f"  {issue}")
+    if plan.warnings:
+        console.print("\n[yellow]Warnings:[/]")
+        for w in plan.warnings:
+            say(f"  ! {w}")
+    console.print(f"\nTotal to {'send' if t.real else 'write'}: [bold]{plan.total}[/] message(s)")
+
+
+def _print_step(plan: SendPlan, sp: StepPlan) -> None:
+    step = sp.step
+    state = {
+        "due": "[green]due[/]",
+        "forced": "[yellow]not yet due — sending before its time because you chose --step[/]",
+        "late": "[red]OVERDUE[/]",
+        "not_due": "not due",
+    }[sp.state]
+    when = _when(sp.due_at, plan.now)
+    local = " (09:00-style local time per country)" if step.local_time else ""
+    console.print(f"\n[bold]Step {step.id}[/] — due {when}{local}: {state}")
+    batches = len(sp.batches)
+    console.print(
+        f"  Recipients: [bold]{len(sp.recipients)}[/]   variants: {len(sp.variants)}   batches: {batches}"
+        + (f"   retrying earlier failures: {sp.retrying}" if sp.retrying else "")
+    )
+    if sp.breakdown:
+        langs = sorted({k[2] for k in sp.breakdown})
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        table.add_column("segment")
+        table.add_column("country status")
+        for lang in langs:
+            table.add_column(lang, justify="right")
+        table.add_column("total", justify="right")
+        rows: dict[tuple[str, str], Counter] = {}
+        for (seg, status, lang), n in sp.breakdown.items():
+            rows.setdefault((seg, status), Counter())[lang] += n
+        for (seg, status), cnt in sorted(rows.items()):
+            table.add_row(
+                seg, status, *[str(cnt.get(lang, "")) for lang in langs], str(sum(cnt.values()))
+            )
+        console.print(table)
+    if sp.exclusions:
+        console.print("  Excluded:")
+        for reason, n in sp.exclusions.most_common():
+            ex = sp.examples.get(reason)
+            more = f" — e.g. {', '.join(ex[:3])}" if ex else ""
+            say(f"    {n:>6}  {reason}{more}")
+    for note in dict.fromkeys(sp.notes):
+        say(f"  note: {note}")
+
+
+def print_summary(summary: SendSummary) -> None:
+    if summary.dry_run:
+        console.print("\nDry run finished: nothing was sent.")
+        return
+    if summary.test_sends:
+        console.print(
+            f"\nSent {summary.test_sends} test message(s), marked [TEST]; none was recorded as a campaign send."
+        )
+        return
+    table = Table(title=f"Summary — {summary.campaign} via {summary.transport}", show_edge=True)
+    for col in ("step", "sent", "failed", "unknown", "batches"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for s in summary.steps:
+        table.add_row(s.step, str(s.sent), str(s.failed), str(s.unknown), str(s.batches))
+    console.print()
+    console.print(table)
+    console.print(
+        f"{summary.requests} request(s), {summary.bytes_sent / 1e6:.1f} MB, {summary.seconds:.1f} s"
+    )
+    for s in summary.steps:
+        for e in s.errors[:10]:
+            say(f"  {s.step}: {e}")
+    if not summary.real:
+        console.print("[bold]Nothing was emailed[/]: the outbox transport only wrote .eml files.")
+        for p in summary.outbox_index:
+            console.print(f"  open {p}")
+    if summary.unknown:
+        console.print(
+            f"[yellow]{summary.unknown} message(s) have an unknown outcome; they will not be resent "
+            "unless you pass --resend-unknown.[/]"
+        )
+    if summary.paused:
+        console.print(f"[red]{summary.paused}[/]")
+
+
+def print_check(contacts: ContactList, counts: dict, as_of: str, warnings: list[str]) -> None:
+    """The ``outreach lists check`` report."""
+    for source, enc in contacts.encodings.items():
+        say(f"{source}: read as {enc}")
+    errors, warns = contacts.errors, contacts.warnings
+    console.print(
+        f"{contacts.rows_read} row(s): [bold]{len(contacts.contacts)}[/] valid contact(s), "
+        f"[red]{len(errors)} error(s)[/], [yellow]{len(warns)} warning(s)[/]"
+    )
+    if errors:
+        console.print(
+            "\n[red]Errors[/] (these rows are not sent to; `send` refuses to start until fixed or --skip-invalid):"
+        )
+        for i in errors:
+            say(f"  {i}")
+    if warns:
+        console.print("\n[yellow]Warnings[/] (these contacts are kept):")
+        for i in warns:
+            say(f"  {i}")
+    console.print(f"\nContacts per segment × country status × language (status as of {as_of}):")
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    langs = sorted({lang for seg in counts.values() for (_s, lang) in seg})
+    table.add_column("segment")
+    table.add_column("status")
+    for lang in langs:
+        table.add_column(lang, justify="right")
+    table.add_column("total", justify="right")
+    for seg, cnt in counts.items():
+        statuses = sorted({s for (s, _lang) in cnt})
+        for status in statuses:
+            row = [str(cnt.get((status, lang), "")) for lang in langs]
+            table.add_row(seg, status, *row, str(sum(cnt.get((status, lang), 0) for lang in langs)))
+    console.print(table)
+    if warnings:
+        console.print("\n[yellow]Campaign warnings:[/]")
+        for w in warnings:
+            say(f"  ! {w}")

@@ -1,0 +1,676 @@
+"""Contact lists (CSV or XLSX) and segments.
+
+Loading never drops a row silently: every row either becomes a :class:`Contact` or produces
+an :class:`Issue` that names the file, the row and the column. Warnings (for example a
+language the campaign does not offer) keep the contact; errors exclude it, and a send refuses
+to start while errors exist unless the coordinator passes ``--skip-invalid``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from outreach.campaign import Campaign, Criteria, Segment
+from outreach.countries import CountryTable
+from outreach.exceptions import ListError, Location
+
+STANDARD_COLUMNS = (
+    "email",
+    "first_name",
+    "last_name",
+    "organization",
+    "country",
+    "language",
+    "relationship",
+    "tags",
+)
+ALIASES = {
+    "e_mail": "email",
+    "email_address": "email",
+    "e_mail_address": "email",
+    "mail": "email",
+    "firstname": "first_name",
+    "first": "first_name",
+    "given_name": "first_name",
+    "lastname": "last_name",
+    "last": "last_name",
+    "surname": "last_name",
+    "family_name": "last_name",
+    "organisation": "organization",
+    "org": "organization",
+    "lang": "language",
+    "relation": "relationship",
+    "type": "relationship",
+    "tag": "tags",
+    "contact_id": "id",
+}
+RELATIONSHIP_ALIASES = {
+    "member": "member",
+    "members": "member",
+    "ally": "ally",
+    "allies": "ally",
+    "newcomer": "newcomer",
+    "newcomers": "newcomer",
+    "new": "newcomer",
+}
+_HTMLISH = re.compile(r"<\s*/?\s*[a-zA-Z!]|javascript:|\bon[a-z]+\s*=|&#?\w+;", re.IGNORECASE)
+_TEMPLATEISH = re.compile(r"\{\{|\{%|\[\[|\]\]|<%")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WS = re.compile(r"\s+")
+_IDENT = re.compile(r"[^0-9a-zA-Z]+")
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+@dataclass(slots=True)
+class Contact:
+    """One valid recipient. ``row`` is the spreadsheet row number (the header is row 1)."""
+
+    source: str
+    row: int
+    email: str
+    contact_id: str
+    first_name: str = ""
+    last_name: str = ""
+    organization: str = ""
+    country: str = ""  # ISO alpha-2, "" when unknown
+    language: str = "en"  # the language the contact asked for
+    relationship: str = "newcomer"
+    tags: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.email.lower()
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.row}"
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    severity: str  # "error" | "warning"
+    source: str
+    row: int | None
+    column: str | None
+    message: str
+    hint: str | None = None
+
+    @property
+    def where(self) -> str:
+        loc = self.source + (f":{self.row}" if self.row else "")
+        return f"{loc} [{self.column}]" if self.column else loc
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+@dataclass
+class ContactList:
+    contacts: list[Contact]
+    issues: list[Issue]
+    rows_read: int
+    encodings: dict[str, str]  # source → encoding used
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def error_rows(self) -> list[tuple[str, int]]:
+        """(source, row) of every row excluded by an error, in file order."""
+        seen = dict.fromkeys((i.source, i.row) for i in self.errors if i.row is not None)
+        return list(seen)
+
+
+# ------------------------------------------------------------------------------------------
+# Reading files
+
+
+@dataclass
+class _Table:
+    source: str
+    header: list[str]
+    rows: list[tuple[int, list[str]]]  # (row number as a spreadsheet shows it, values)
+    encoding: str
+    issues: list[Issue]
+
+
+def _decode(raw: bytes, source: str) -> tuple[str, str, set[int], list[Issue]]:
+    """Decode a CSV export. Returns (text, encoding, undecodable physical lines, issues).
+
+    UTF-8 (with or without BOM) is the norm; a file that is not UTF-8 anywhere is taken as a
+    Windows-1252/Latin-1 export (Excel's default on Windows). A file that mixes both has its
+    non-UTF-8 lines reported as undecodable rather than guessed.
+    """
+    issues: list[Issue] = []
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        enc = "utf-8 (BOM)"
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "utf-16", set(), issues
+        except UnicodeDecodeError as exc:
+            raise ListError(
+                f"looks like UTF-16 but does not decode ({exc.reason})", where=source
+            ) from None
+    else:
+        enc = "utf-8"
+    try:
+        return raw.decode("utf-8"), enc, set(), issues
+    except UnicodeDecodeError:
+        pass
+    lines = raw.split(b"\n")
+    utf8_lines = 0
+    for line in lines:
+        if max(line, default=0) >= 0x80:
+            try:
+                line.decode("utf-8")
+                utf8_lines += 1
+            except UnicodeDecodeError:
+                pass
+    bad: set[int] = set()
+    out: list[str] = []
+    if utf8_lines:
+        enc = "utf-8 (some lines are not)"
+        for n, line in enumerate(lines, 1):
+            try:
+                out.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad.add(n)
+                out.append(line.decode("utf-8", errors="replace"))
+    else:
+        enc = "windows-1252"
+        for n, line in enumerate(lines, 1):
+            try:
+                out.append(line.decode("cp1252"))
+            except UnicodeDecodeError:
+                bad.add(n)
+                out.append(line.decode("cp1252", errors="replace"))
+        issues.append(
+            Issue(
+                "warning",
+                source,
+                None,
+                None,
+                "not UTF-8: read as Windows-1252 (Latin-1)",
+                "check accented names below; save the file as 'CSV UTF-8' to silence this",
+            )
+        )
+    return "\n".join(out), enc, bad, issues
+
+
+def _read_csv(path: Path, source: str) -> _Table:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ListError(f"cannot read the file: {exc.strerror}", where=source) from None
+    text, enc, bad_lines, issues = _decode(raw, source)
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    start = 1
+    try:
+        for values in reader:
+            end = reader.line_num
+            span = range(start, end + 1)
+            if header is None:
+                header = values
+            elif not any(v.strip() for v in values):
+                pass  # blank line
+            elif any(n in bad_lines for n in span):
+                issues.append(
+                    Issue(
+                        "error",
+                        source,
+                        start,
+                        None,
+                        f"cannot decode this row as {enc.split(' ')[0]}",
+                        "re-type the accented characters or re-save the file as UTF-8",
+                    )
+                )
+            else:
+                rows.append((start, values))
+            start = end + 1
+    except csv.Error as exc:
+        raise ListError(
+            f"malformed CSV: {exc}",
+            where=Location(source, start),
+            hint="a quote is probably not closed; open the file in a spreadsheet and re-export it",
+        ) from None
+    if header is None:
+        raise ListError(
+            "the file is empty", where=source, hint="add a header row with at least 'email'"
+        )
+    return _Table(source, header, rows, enc, issues)
+
+
+def _read_xlsx(path: Path, source: str) -> _Table:
+    import pandas as pd
+
+    try:
+        frame = pd.read_excel(path, dtype=str, keep_default_na=False, na_filter=False, header=None)
+    except Exception as exc:  # openpyxl raises many kinds; all mean "not a readable workbook"
+        raise ListError(f"cannot read the workbook: {exc}", where=source) from None
+    if frame.empty:
+        raise ListError("the first sheet is empty", where=source)
+    values = frame.to_numpy().tolist()
+    header = [str(v) for v in values[0]]
+    rows = [
+        (i + 1, [str(v) for v in row])
+        for i, row in enumerate(values)
+        if i > 0 and any(str(v).strip() for v in row)
+    ]
+    return _Table(source, header, rows, "xlsx", [])
+
+
+def read_table(path: Path, root: Path) -> _Table:
+    """Read one list file (``.csv``, ``.tsv``, ``.txt`` or ``.xlsx``) as text cells."""
+    source = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    if not path.is_file():
+        raise ListError(
+            "contact list not found", where=source, hint="check lists.contacts in the campaign"
+        )
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return _read_xlsx(path, source)
+    if path.suffix.lower() == ".xls":
+        raise ListError(
+            "old .xls workbooks are not supported", where=source, hint="save as .xlsx or CSV UTF-8"
+        )
+    return _read_csv(path, source)
+
+
+# ------------------------------------------------------------------------------------------
+# Validating rows
+
+
+def normalize_column(name: str) -> str:
+    key = _IDENT.sub("_", name.strip().lower()).strip("_")
+    return ALIASES.get(key, key)
+
+
+def clean_text(value: str) -> str:
+    """Strip, remove control characters, collapse runs of whitespace, NFC-normalize."""
+    return unicodedata.normalize("NFC", _WS.sub(" ", _CONTROL.sub("", value)).strip())
+
+
+@lru_cache(maxsize=65536)
+def _domain_ok(domain: str) -> str | None:
+    """Validate a domain once (via a probe address); None when valid, else the reason."""
+    try:
+        validate_email(f"probe@{domain}", check_deliverability=False)
+        return None
+    except EmailNotValidError as exc:
+        return str(exc)
+
+
+def validate_address(email: str) -> tuple[str | None, str | None]:
+    """Return ``(normalized, None)`` or ``(None, reason)``, checked with email-validator.
+
+    Plain ASCII dot-atom addresses take a fast path (the domain is validated once and
+    cached); everything else goes through email-validator in full. A property test checks
+    that both paths agree.
+    """
+    local, sep, domain = email.rpartition("@")
+    if (
+        sep
+        and email.isascii()
+        and len(email) <= 254
+        and len(local) <= 64
+        and _DOT_ATOM.match(local)
+        and "@" not in domain
+    ):
+        reason = _domain_ok(domain.lower())
+        if reason is None:
+            return f"{local}@{domain.lower()}", None
+        return None, reason
+    try:
+        return validate_email(email, check_deliverability=False).normalized, None
+    except EmailNotValidError as exc:
+        return None, str(exc)
+
+
+@lru_cache(maxsize=4096)
+def _language_code(value: str) -> str | None:
+    """'es', 'ES', 'es-AR', 'Spanish', 'español', 'Français' → primary language code."""
+    v = value.strip()
+    if re.fullmatch(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*", v):
+        code = re.split(r"[-_]", v)[0].lower()
+        from babel.localedata import exists
+
+        if exists(code):
+            return code
+    return _language_names().get(_fold(v))
+
+
+@lru_cache(maxsize=1)
+def _language_names() -> dict[str, str]:
+    from babel import Locale
+
+    names: dict[str, str] = {}
+    for display in ("en", "es", "fr", "pt", "ar"):
+        for code, name in Locale(display).languages.items():
+            if "_" not in code and len(code) <= 3:
+                names.setdefault(_fold(name), code)
+    return names
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c)).casefold().strip()
+
+
+def _contact_id(key: str, explicit: str) -> str:
+    if explicit:
+        return explicit
+    return "c-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def load_contacts(
+    paths: Iterable[Path],
+    root: Path,
+    countries: CountryTable,
+    *,
+    languages: Iterable[str] = ("en",),
+    default_language: str = "en",
+    default_relationship: str | None = None,
+) -> ContactList:
+    """Read and validate every list file; deduplicate addresses case-insensitively."""
+    offered = set(languages)
+    contacts: list[Contact] = []
+    issues: list[Issue] = []
+    encodings: dict[str, str] = {}
+    seen: dict[str, Contact] = {}
+    seen_ids: dict[str, Contact] = {}
+    rows_read = 0
+    for path in paths:
+        table = read_table(path, root)
+        encodings[table.source] = table.encoding
+        issues.extend(table.issues)
+        columns = [normalize_column(h) for h in table.header]
+        if "email" not in columns:
+            raise ListError(
+                "no 'email' column",
+                where=Location(table.source, 1),
+                hint=f"the header has: {', '.join(h for h in table.header if h) or '(nothing)'}",
+            )
+        dupes = {c for c in columns if c and columns.count(c) > 1}
+        if dupes:
+            raise ListError(
+                f"column(s) {', '.join(sorted(dupes))} appear more than once",
+                where=Location(table.source, 1),
+            )
+        width = len(columns)
+        for row, values in table.rows:
+            rows_read += 1
+            if len(values) != width:
+                issues.append(
+                    Issue(
+                        "error",
+                        table.source,
+                        row,
+                        None,
+                        f"{len(values)} cells but the header has {width}",
+                        "a comma inside a name needs quotes; re-export from a spreadsheet",
+                    )
+                )
+                continue
+            record = dict(zip(columns, values, strict=True))
+            contact, row_issues = _validate_row(
+                record,
+                table.source,
+                row,
+                countries,
+                offered,
+                default_language,
+                default_relationship,
+            )
+            issues.extend(row_issues)
+            if contact is None:
+                continue
+            first = seen.get(contact.key)
+            if first is not None:
+                issues.append(
+                    Issue(
+                        "warning",
+                        table.source,
+                        row,
+                        "email",
+                        f"duplicate of {first.where} ({contact.email}); {first.where} is kept",
+                    )
+                )
+                continue
+            other = seen_ids.get(contact.contact_id)
+            if other is not None:
+                issues.append(
+                    Issue(
+                        "error",
+                        table.source,
+                        row,
+                        "id",
+                        f"id {contact.contact_id!r} is already used by {other.where}",
+                    )
+                )
+                continue
+            seen[contact.key] = contact
+            seen_ids[contact.contact_id] = contact
+            contacts.append(contact)
+    return ContactList(contacts, issues, rows_read, encodings)
+
+
+def _validate_row(
+    rec: dict[str, str],
+    source: str,
+    row: int,
+    countries: CountryTable,
+    offered: set[str],
+    default_language: str,
+    default_relationship: str | None,
+) -> tuple[Contact | None, list[Issue]]:
+    issues: list[Issue] = []
+
+    def err(col: str | None, msg: str, hint: str | None = None) -> None:
+        issues.append(Issue("error", source, row, col, msg, hint))
+
+    def warn(col: str | None, msg: str, hint: str | None = None) -> None:
+        issues.append(Issue("warning", source, row, col, msg, hint))
+
+    raw_email = rec.get("email", "").strip()
+    email: str | None = None
+    if not raw_email:
+        err("email", "no address")
+    else:
+        email, reason = validate_address(raw_email)
+        if email is None:
+            err("email", f"invalid address {raw_email!r}: {reason}")
+
+    names = {}
+    for col in ("first_name", "last_name", "organization"):
+        value = clean_text(rec.get(col, ""))
+        if _HTMLISH.search(value) or _TEMPLATEISH.search(value):
+            err(col, f"looks like HTML, script or template code: {value[:40]!r}", "type plain text")
+        names[col] = value
+
+    country = ""
+    raw_country = clean_text(rec.get("country", ""))
+    if raw_country:
+        found = countries.lookup(raw_country)
+        if found is None:
+            close = countries.suggest(raw_country, 1)
+            hint = f"did you mean {close[0].name('en')} ({close[0].code})?" if close else None
+            err(
+                "country",
+                f"unknown country {raw_country!r}",
+                hint or "use an ISO code like AR, or the name",
+            )
+        else:
+            country = found.code
+    else:
+        warn("country", "no country: this contact gets the version without a country status")
+
+    language = default_language
+    raw_lang = clean_text(rec.get("language", ""))
+    if raw_lang:
+        code = _language_code(raw_lang)
+        if code is None:
+            err("language", f"unknown language {raw_lang!r}", "use a code such as en, es or fr")
+        else:
+            language = code
+            if offered and code not in offered:
+                warn(
+                    "language",
+                    f"{code!r} is not offered by this campaign; gets {default_language!r}",
+                )
+
+    raw_rel = clean_text(rec.get("relationship", "")).lower()
+    relationship = RELATIONSHIP_ALIASES.get(raw_rel) if raw_rel else default_relationship
+    if relationship is None:
+        if raw_rel:
+            err("relationship", f"unknown relationship {raw_rel!r}", "use member, ally or newcomer")
+        else:
+            err(
+                "relationship",
+                "no relationship",
+                "use member, ally or newcomer (or set defaults.relationship in the campaign)",
+            )
+
+    tags = tuple(
+        dict.fromkeys(
+            t for t in (clean_text(x).lower() for x in re.split(r"[;,]", rec.get("tags", ""))) if t
+        )
+    )
+    extra = {}
+    for col, value in rec.items():
+        if col and col not in STANDARD_COLUMNS and col != "id":
+            value = clean_text(value)
+            if _TEMPLATEISH.search(value):
+                err(col, f"looks like template code: {value[:40]!r}", "type plain text")
+            extra[col] = value
+
+    if any(i.severity == "error" for i in issues) or email is None or relationship is None:
+        return None, issues
+    contact = Contact(
+        source=source,
+        row=row,
+        email=email,
+        contact_id=_contact_id(email.lower(), clean_text(rec.get("id", ""))),
+        first_name=names["first_name"],
+        last_name=names["last_name"],
+        organization=names["organization"],
+        country=country,
+        language=language,
+        relationship=relationship,
+        tags=tags,
+        extra=extra,
+    )
+    return contact, issues
+
+
+def load_for_campaign(campaign: Campaign, countries: CountryTable) -> ContactList:
+    """Load the campaign's lists with its languages and defaults; an empty list is an error."""
+    result = load_contacts(
+        campaign.contact_paths(),
+        campaign.root,
+        countries,
+        languages=campaign.languages,
+        default_language=campaign.default_language,
+        default_relationship=campaign.spec.defaults.relationship,
+    )
+    if result.rows_read == 0:
+        raise ListError(
+            "the contact list has no rows",
+            where=", ".join(campaign.spec.lists.contacts),
+            hint="add contacts below the header row",
+        )
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Segments
+
+
+def country_status(contact: Contact, countries: CountryTable, as_of: date) -> str:
+    if not contact.country:
+        return "unknown"
+    c = countries.get(contact.country)
+    return c.status(as_of) if c else "unknown"
+
+
+def matches(criteria: Criteria, contact: Contact, status: str) -> bool:
+    if criteria.relationship and contact.relationship not in criteria.relationship:
+        return False
+    if criteria.country_status and status not in criteria.country_status:
+        return False
+    if criteria.language and contact.language not in criteria.language:
+        return False
+    if criteria.country and contact.country not in criteria.country:
+        return False
+    return not (criteria.tags and not set(criteria.tags).intersection(contact.tags))
+
+
+def in_segment(segment: Segment, contact: Contact, status: str) -> bool:
+    if not matches(segment, contact, status):
+        return False
+    return not (
+        segment.exclude is not None
+        and not segment.exclude.is_empty()
+        and matches(segment.exclude, contact, status)
+    )
+
+
+def segment_of(
+    names: Iterable[str], segments: dict[str, Segment], contact: Contact, status: str
+) -> str | None:
+    """The first of ``names`` whose segment includes ``contact`` (None if none)."""
+    for name in names:
+        if in_segment(segments[name], contact, status):
+            return name
+    return None
+
+
+@dataclass
+class CheckReport:
+    contacts: ContactList
+    as_of: date
+    counts: dict[str, Counter]  # segment → Counter[(status, language)]
+
+
+def check_lists(campaign: Campaign, countries: CountryTable) -> CheckReport:
+    """Validate the campaign's lists and count contacts per segment × status × language.
+
+    Statuses are computed as of the first step's send date.
+    """
+    contacts = load_for_campaign(campaign, countries)
+    as_of = min(s.wall_clock[0] for s in campaign.steps)
+    counts: dict[str, Counter] = {}
+    for name, seg in campaign.segments.items():
+        cnt: Counter = Counter()
+        for c in contacts.contacts:
+            status = country_status(c, countries, as_of)
+            if in_segment(seg, c, status):
+                cnt[(status, c.language)] += 1
+        counts[name] = cnt
+    return CheckReport(contacts, as_of, counts)

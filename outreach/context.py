@@ -1,0 +1,202 @@
+"""What templates see: the campaign, the step, treaty figures as of the send date, and the
+recipient (``contact``, ``country``, ``unsubscribe_url``).
+
+Values that are the same for everyone in a step and language are *structural*; values that
+differ per recipient become slots (see :mod:`outreach.render`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+from babel.dates import format_date, format_skeleton
+from babel.lists import format_list
+
+from outreach.campaign import Campaign, ResolvedStep
+from outreach.contacts import Contact
+from outreach.countries import Country, CountryTable
+from outreach.render import RecipientData
+
+ADOPTED = date(2008, 12, 10)  # adoption of the OP-ICESCR by the UN General Assembly
+IN_FORCE = date(2013, 5, 5)
+DATE_PATTERNS = {"en": "d MMMM y"}  # "24 October 2011" rather than CLDR's US-style default
+
+
+def ordinal(n: int, lang: str) -> str:
+    """18 → '18th' (en), '18.º' (es), '18e' (fr)."""
+    if lang == "es":
+        return f"{n}.º"
+    if lang == "fr":
+        return "1er" if n == 1 else f"{n}e"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def long_date(d: date, lang: str) -> str:
+    return format_date(d, DATE_PATTERNS.get(lang, "long"), locale=lang)
+
+
+def month_year(d: date, lang: str) -> str:
+    return format_skeleton("yMMMM", d, locale=lang)
+
+
+def join_names(names: list[str], lang: str, style: str = "standard") -> str:
+    return format_list(names, style=style, locale=lang) if names else ""
+
+
+def as_of_date(step: ResolvedStep) -> date:
+    """The date statuses and counts are computed for: the step's (wall-clock) send date."""
+    return step.wall_clock[0]
+
+
+class ContextBuilder:
+    """Builds :class:`RecipientData` for (step, contact); caches the structural part."""
+
+    def __init__(self, campaign: Campaign, countries: CountryTable) -> None:
+        self.campaign = campaign
+        self.countries = countries
+        self._step_cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- structural ----------------------------------------------------------------------
+
+    def structural(self, step: ResolvedStep, lang: str) -> dict[str, Any]:
+        key = (step.id, lang)
+        if key not in self._step_cache:
+            self._step_cache[key] = self._build_structural(step, lang)
+        return self._step_cache[key]
+
+    def _build_structural(self, step: ResolvedStep, lang: str) -> dict[str, Any]:
+        c = self.campaign
+        as_of = as_of_date(step)
+        counts = self.countries.counts(as_of)
+        # the anniversary of the adoption on 10 December of the send year
+        anniversary = as_of.year - ADOPTED.year
+        examples = c.spec.examples
+        known = [self.countries.get(code) for code in examples.parties]
+        parties = [p for p in known if p and p.is_party(as_of)][: examples.count]
+        known = [self.countries.get(code) for code in examples.non_parties]
+        non_parties = [p for p in known if p and not p.is_party(as_of)][: examples.count]
+        links = {
+            name: {
+                "url": spec.url,
+                "label": spec.label_for(lang) or name.replace("_", " "),
+                "unfilled": spec.unfilled,
+            }
+            for name, spec in c.links.items()
+        }
+        sender = c.sender
+        return {
+            "lang": lang,
+            "campaign": {
+                "name": c.name,
+                "title": c.title,
+                "year": as_of.year,
+            },
+            "sender": {
+                "name": sender.from_name,
+                "email": sender.from_email,
+                "organization": sender.organization or sender.from_name,
+                "postal_address": sender.postal_address,
+            },
+            "coordinator": {
+                "name": sender.reply_to_name or sender.reply_to,
+                "email": sender.reply_to,
+            },
+            "step": {
+                "id": step.id,
+                "date": long_date(as_of, lang),
+                "local_time": step.local_time,
+            },
+            "links": links,
+            "stats": {
+                "as_of": as_of,
+                "as_of_text": long_date(as_of, lang),
+                "parties": counts["parties"],
+                "signatories": counts["signatories"],
+                "signed_only": counts["signed_only"],
+                "anniversary": anniversary,
+                "anniversary_ordinal": ordinal(anniversary, lang),
+                "adopted_on": long_date(ADOPTED, lang),
+                "in_force": month_year(IN_FORCE, lang),
+                "example_parties": join_names([p.name(lang) for p in parties], lang),
+                "example_non_parties": join_names([p.name(lang) for p in non_parties], lang, "or"),
+                "example_party_list": [p.name(lang) for p in parties],
+                "example_non_party_list": [p.name(lang) for p in non_parties],
+            },
+        }
+
+    # -- per recipient -------------------------------------------------------------------
+
+    def recipient(
+        self,
+        step: ResolvedStep,
+        contact: Contact,
+        lang: str,
+        unsubscribe_url: str,
+    ) -> RecipientData:
+        as_of = as_of_date(step)
+        country = self.countries.get(contact.country) if contact.country else None
+        status = country.status(as_of) if country else "unknown"
+        contact_values: dict[str, Any] = {
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "full_name": contact.full_name,
+            "organization": contact.organization,
+            "email": contact.email,
+            "tags": contact.tags,
+            **contact.extra,
+        }
+        contact_struct = {"relationship": contact.relationship, "language": lang}
+        country_values = country_values_for(country, lang, as_of)
+        return RecipientData(
+            base=(lang, contact.relationship, status),
+            structural=self.structural(step, lang),
+            namespaces={
+                "contact": (contact_values, contact_struct),
+                "country": (country_values, {"status": status}),
+            },
+            top_slots={"unsubscribe_url": unsubscribe_url},
+        )
+
+
+def country_values_for(country: Country | None, lang: str, as_of: date) -> dict[str, Any]:
+    """Per-recipient country fields (slots). Empty strings where unknown or not applicable."""
+    if country is None:
+        return dict(_EMPTY_COUNTRY)
+    return dict(_country_values(country, lang, as_of))
+
+
+_EMPTY_COUNTRY = {
+    "code": "",
+    "name": "",
+    "hashtag": "",
+    "handle": "",
+    "signed_on": "",
+    "signature_year": "",
+    "ratified_on": "",
+    "ratification_year": "",
+    "accession": "",
+    "icescr_party": "",
+}
+
+
+@lru_cache(maxsize=4096)
+def _country_values(country: Country, lang: str, as_of: date) -> tuple[tuple[str, Any], ...]:
+    signed = country.is_signatory(as_of)
+    party = country.is_party(as_of)
+    sig_date = country.signature_date if signed else None
+    values = {
+        "code": country.code,
+        "name": country.name(lang),
+        "hashtag": country.hashtag,
+        "handle": country.handle,
+        "signed_on": long_date(sig_date, lang) if sig_date else "",
+        "signature_year": str(country.signature_year) if signed and country.signature_year else "",
+        "ratified_on": long_date(country.ratification_date, lang) if party else "",
+        "ratification_year": str(country.ratification_date.year) if party else "",
+        "accession": "yes" if party and country.accession else "",
+        "icescr_party": "yes" if country.icescr_party else "",
+    }
+    return tuple(values.items())

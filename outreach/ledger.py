@@ -1,0 +1,568 @@
+"""The send ledger and event store: one SQLite database per workspace.
+
+Every hand-off to a transport follows the same protocol, so that a crash (even SIGKILL) at any
+moment leads neither to a duplicate nor to a loss:
+
+1. the batch's rows are written ``pending`` and committed (``synchronous=FULL``);
+2. the transport hands the batch over;
+3. the rows become ``sent`` (with the transport's message id), ``failed`` (with the reason,
+   nothing was accepted) or ``unknown`` (the request may have been accepted).
+
+A run that finds ``pending`` rows left by a crashed run asks the transport to reconcile them
+(the outbox can tell from its files; SendGrid cannot, so they become ``unknown``). ``unknown``
+rows are never resent unless the coordinator passes ``--resend-unknown``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from outreach.exceptions import LedgerError, Location
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        campaign      TEXT NOT NULL,
+        transport     TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        outcome       TEXT,
+        options       TEXT,
+        host          TEXT,
+        pid           INTEGER
+    );
+    CREATE TABLE sends (
+        send_id        TEXT PRIMARY KEY,
+        campaign       TEXT NOT NULL,
+        step           TEXT NOT NULL,
+        contact_id     TEXT NOT NULL,
+        transport      TEXT NOT NULL,
+        email          TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('pending','sent','failed','unknown','cancelled')),
+        batch_id       TEXT,
+        variant        TEXT,
+        segment        TEXT,
+        relationship   TEXT,
+        country        TEXT,
+        country_status TEXT,
+        language       TEXT,
+        message_id     TEXT,
+        send_at        TEXT,
+        error          TEXT,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        run_id         INTEGER,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        UNIQUE (campaign, step, contact_id, transport)
+    );
+    CREATE INDEX sends_batch ON sends (batch_id);
+    CREATE INDEX sends_email ON sends (email);
+    CREATE INDEX sends_message ON sends (message_id);
+    CREATE TABLE batches (
+        batch_id          TEXT PRIMARY KEY,
+        campaign          TEXT NOT NULL,
+        step              TEXT NOT NULL,
+        transport         TEXT NOT NULL,
+        variant           TEXT,
+        size              INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        provider_batch_id TEXT,
+        message_id        TEXT,
+        error             TEXT,
+        run_id            INTEGER,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
+    CREATE INDEX batches_step ON batches (campaign, step, transport);
+    CREATE TABLE test_sends (
+        id         INTEGER PRIMARY KEY,
+        campaign   TEXT NOT NULL,
+        step       TEXT NOT NULL,
+        variant    TEXT NOT NULL,
+        to_email   TEXT NOT NULL,
+        transport  TEXT NOT NULL,
+        message_id TEXT,
+        sent_at    TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id            INTEGER PRIMARY KEY,
+        sg_event_id   TEXT UNIQUE,
+        event         TEXT NOT NULL,
+        email         TEXT,
+        timestamp     INTEGER,
+        send_id       TEXT,
+        campaign      TEXT,
+        step          TEXT,
+        contact_id    TEXT,
+        message_id    TEXT,
+        url           TEXT,
+        type          TEXT,
+        reason        TEXT,
+        machine_open  INTEGER NOT NULL DEFAULT 0,
+        matched       INTEGER NOT NULL DEFAULT 0,
+        source        TEXT,
+        received_at   TEXT NOT NULL,
+        raw           TEXT
+    );
+    CREATE INDEX events_send ON events (send_id);
+    CREATE INDEX events_campaign ON events (campaign, step, event);
+    CREATE TABLE suppressions (
+        email       TEXT PRIMARY KEY,
+        reason      TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        detail      TEXT,
+        created_at  TEXT NOT NULL,
+        created_by  TEXT
+    );
+    CREATE TABLE suppression_log (
+        id      INTEGER PRIMARY KEY,
+        email   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        reason  TEXT,
+        source  TEXT,
+        who     TEXT,
+        at      TEXT NOT NULL,
+        note    TEXT
+    );
+    """,
+}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def sqlite_path(url: str, root: Path) -> Path:
+    """``sqlite:///rel.db`` (relative to the workspace), ``sqlite:////abs.db`` or a plain path."""
+    if "://" not in url:
+        p = Path(url)
+        return p if p.is_absolute() else root / p
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        raise LedgerError(
+            f"unsupported database URL scheme {parsed.scheme!r}",
+            where="OUTREACH_DB",
+            hint="this version stores its ledger in SQLite: use sqlite:///path/to/outreach.db",
+        )
+    raw = unquote(parsed.path)
+    if url.startswith("sqlite:////"):
+        return Path(raw)
+    rel = raw[1:] if raw.startswith("/") else raw
+    p = Path(rel)
+    return p if p.is_absolute() else root / p
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    send_id: str
+    contact_id: str
+    email: str
+    status: str
+    batch_id: str | None
+    message_id: str | None
+    error: str | None
+
+
+class Ledger:
+    """Access to the workspace database. Open with :meth:`open`; use as a context manager."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self._lock_file: int | None = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, root: Path, *, create: bool = True) -> Ledger:
+        path = sqlite_path(url, root)
+        if not path.exists() and not create:
+            raise LedgerError("no ledger yet", where=Location(path), hint="nothing has been sent")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as exc:
+            raise _explain(exc, path) from None
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"not an outreach database: {exc}", where=Location(path), hint="check OUTREACH_DB"
+            ) from None
+        ledger = cls(path, conn)
+        ledger._migrate()
+        return ledger
+
+    def _migrate(self) -> None:
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger has schema version {version}; this outreach understands up to {SCHEMA_VERSION}",
+                    where=Location(self.path),
+                    hint="it was written by a newer outreach: upgrade outreach (pip install -U .)",
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                with self.transaction():
+                    for statement in _statements(MIGRATIONS[target]):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {target}")
+        except sqlite3.OperationalError as exc:
+            raise _explain(exc, self.path) from None
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"not an outreach database: {exc}", where=Location(self.path)
+            ) from None
+
+    def close(self) -> None:
+        self.release_send_lock()
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _explain(exc, self.path) from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- exclusive send lock ---------------------------------------------------------------
+
+    def acquire_send_lock(self, campaign: str) -> None:
+        """Only one ``outreach send`` per ledger at a time (released by the OS on any exit)."""
+        lock_path = self.path.with_name(self.path.name + ".send.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LedgerError(
+                "another outreach send is running on this ledger"
+                + (f" ({holder})" if holder else ""),
+                where=Location(self.path),
+                hint="wait for it to finish; it will send what is due",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"campaign {campaign}, pid {os.getpid()} on {socket.gethostname()}".encode(), 0
+        )
+        self._lock_file = fd
+
+    def release_send_lock(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def begin_run(self, campaign: str, transport: str, options: dict) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs (campaign, transport, started_at, options, host, pid) VALUES (?,?,?,?,?,?)",
+                (
+                    campaign,
+                    transport,
+                    now_iso(),
+                    json.dumps(options, default=str),
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
+            )
+            return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, outcome: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?",
+                (now_iso(), outcome, run_id),
+            )
+
+    # -- sends ---------------------------------------------------------------------------
+
+    def rows(self, campaign: str, step: str, transport: str) -> dict[str, Row]:
+        """Existing ledger rows for a step, by contact id."""
+        cur = self.conn.execute(
+            "SELECT send_id, contact_id, email, status, batch_id, message_id, error FROM sends "
+            "WHERE campaign = ? AND step = ? AND transport = ?",
+            (campaign, step, transport),
+        )
+        return {r["contact_id"]: Row(*r) for r in cur}
+
+    def pending_rows(self, campaign: str, transport: str) -> list[Row]:
+        cur = self.conn.execute(
+            "SELECT send_id, contact_id, email, status, batch_id, message_id, error FROM sends "
+            "WHERE campaign = ? AND transport = ? AND status = 'pending'",
+            (campaign, transport),
+        )
+        return [Row(*r) for r in cur]
+
+    def mark_pending(
+        self,
+        *,
+        campaign: str,
+        step: str,
+        transport: str,
+        batch_id: str,
+        variant: str,
+        rows: Iterable[dict],
+        run_id: int,
+        provider_batch_id: str | None = None,
+    ) -> None:
+        """Write a batch's rows as ``pending`` (new rows, or failed/unknown rows being retried)."""
+        ts = now_iso()
+        rows = list(rows)
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO batches (batch_id, campaign, step, transport, variant, size, status, "
+                "provider_batch_id, run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    batch_id,
+                    campaign,
+                    step,
+                    transport,
+                    variant,
+                    len(rows),
+                    "pending",
+                    provider_batch_id,
+                    run_id,
+                    ts,
+                    ts,
+                ),
+            )
+            c.executemany(
+                """INSERT INTO sends (send_id, campaign, step, contact_id, transport, email, status,
+                       batch_id, variant, segment, relationship, country, country_status, language,
+                       send_at, attempts, run_id, created_at, updated_at)
+                   VALUES (:send_id, :campaign, :step, :contact_id, :transport, :email, 'pending',
+                       :batch_id, :variant, :segment, :relationship, :country, :country_status,
+                       :language, :send_at, 1, :run_id, :ts, :ts)
+                   ON CONFLICT DO UPDATE SET
+                       status = 'pending', batch_id = excluded.batch_id, variant = excluded.variant,
+                       email = excluded.email, send_at = excluded.send_at, error = NULL,
+                       attempts = sends.attempts + 1, run_id = excluded.run_id,
+                       updated_at = excluded.updated_at
+                   WHERE sends.status IN ('failed', 'unknown', 'cancelled')""",
+                [
+                    {
+                        **r,
+                        "campaign": campaign,
+                        "step": step,
+                        "transport": transport,
+                        "batch_id": batch_id,
+                        "variant": variant,
+                        "run_id": run_id,
+                        "ts": ts,
+                        "send_at": r.get("send_at"),
+                    }
+                    for r in rows
+                ],
+            )
+            n = c.execute(
+                "SELECT count(*) FROM sends WHERE batch_id = ? AND status = 'pending'", (batch_id,)
+            ).fetchone()[0]
+            if n != len(rows):
+                # a row was already sent or pending: refuse rather than risk a duplicate
+                raise LedgerError(
+                    f"batch {batch_id}: {len(rows) - n} recipient(s) are already sent or in flight",
+                    where=Location(self.path),
+                    hint="another process may be sending; run `outreach status` and try again",
+                )
+
+    def mark_sent(self, batch_id: str, message_ids: dict[str, str] | str | None) -> None:
+        ts = now_iso()
+        with self.transaction() as c:
+            if isinstance(message_ids, dict):
+                c.executemany(
+                    "UPDATE sends SET status = 'sent', message_id = ?, updated_at = ? WHERE send_id = ? AND batch_id = ?",
+                    [(mid, ts, sid, batch_id) for sid, mid in message_ids.items()],
+                )
+                batch_mid = None
+            else:
+                c.execute(
+                    "UPDATE sends SET status = 'sent', message_id = ?, updated_at = ? WHERE batch_id = ? AND status = 'pending'",
+                    (message_ids, ts, batch_id),
+                )
+                batch_mid = message_ids
+            c.execute(
+                "UPDATE batches SET status = 'sent', message_id = ?, updated_at = ? WHERE batch_id = ?",
+                (batch_mid, ts, batch_id),
+            )
+
+    def mark_batch(self, batch_id: str, status: str, error: str) -> None:
+        """Mark every pending row of a batch ``failed`` or ``unknown`` with a reason."""
+        assert status in ("failed", "unknown", "cancelled")
+        ts = now_iso()
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE sends SET status = ?, error = ?, updated_at = ? WHERE batch_id = ? AND status = 'pending'",
+                (status, error, ts, batch_id),
+            )
+            c.execute(
+                "UPDATE batches SET status = ?, error = ?, updated_at = ? WHERE batch_id = ?",
+                (status, error, ts, batch_id),
+            )
+
+    def resolve_rows(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
+        """After a crash: set each pending row (by send id) to (status, message_id or reason).
+
+        ``status`` is ``sent``, ``unknown`` or ``retry`` (never handed off: the row is deleted
+        so the next plan treats the contact as not yet sent).
+        """
+        ts = now_iso()
+        with self.transaction() as c:
+            for send_id, (status, info) in outcomes.items():
+                if status == "sent":
+                    c.execute(
+                        "UPDATE sends SET status = 'sent', message_id = ?, updated_at = ? WHERE send_id = ? AND status = 'pending'",
+                        (info, ts, send_id),
+                    )
+                elif status == "unknown":
+                    c.execute(
+                        "UPDATE sends SET status = 'unknown', error = ?, updated_at = ? WHERE send_id = ? AND status = 'pending'",
+                        (info, ts, send_id),
+                    )
+                elif status == "retry":
+                    c.execute(
+                        "UPDATE sends SET status = 'failed', error = ?, updated_at = ? WHERE send_id = ? AND status = 'pending'",
+                        (info or "never handed off (interrupted run)", ts, send_id),
+                    )
+                else:
+                    raise ValueError(status)
+            c.execute(
+                "UPDATE batches SET status = 'reconciled', updated_at = ? WHERE status = 'pending' AND batch_id IN "
+                "(SELECT DISTINCT batch_id FROM sends WHERE status != 'pending')",
+                (ts,),
+            )
+
+    def record_test_send(
+        self, campaign: str, step: str, variant: str, to: str, transport: str, mid: str | None
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO test_sends (campaign, step, variant, to_email, transport, message_id, sent_at) VALUES (?,?,?,?,?,?,?)",
+                (campaign, step, variant, to, transport, mid, now_iso()),
+            )
+
+    # -- queries -------------------------------------------------------------------------
+
+    def step_counts(self, campaign: str, transport: str | None = None) -> dict[str, dict[str, int]]:
+        """{step: {status: count}} for a campaign (all transports unless one is given)."""
+        sql = "SELECT step, status, count(*) FROM sends WHERE campaign = ?"
+        args: list = [campaign]
+        if transport:
+            sql += " AND transport = ?"
+            args.append(transport)
+        out: dict[str, dict[str, int]] = {}
+        for step, status, n in self.conn.execute(sql + " GROUP BY step, status", args):
+            out.setdefault(step, {})[status] = n
+        return out
+
+    def transports_used(self, campaign: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT transport FROM sends WHERE campaign = ?", (campaign,)
+            )
+        ]
+
+    def sent_contacts(self, campaign: str, step: str, transport: str) -> set[str]:
+        cur = self.conn.execute(
+            "SELECT contact_id FROM sends WHERE campaign = ? AND step = ? AND transport = ? AND status = 'sent'",
+            (campaign, step, transport),
+        )
+        return {r[0] for r in cur}
+
+    def engaged_contacts(
+        self, campaign: str, step: str, transport: str, kind: str, url: str | None = None
+    ) -> set[str]:
+        """Contacts of a step with a human ``open`` or a ``click`` (optionally on ``url``)."""
+        if kind == "open":
+            # a click implies the message was opened by a person, even if the pixel was blocked
+            cond = "((e.event = 'open' AND e.machine_open = 0) OR e.event = 'click')"
+            args: list = []
+        else:
+            cond = "e.event = 'click'"
+            args = []
+            if url is not None:
+                cond += " AND e.url = ?"
+                args.append(url)
+        cur = self.conn.execute(
+            f"""SELECT DISTINCT s.contact_id FROM events e JOIN sends s ON s.send_id = e.send_id
+                WHERE s.campaign = ? AND s.step = ? AND s.transport = ? AND {cond}""",
+            [campaign, step, transport, *args],
+        )
+        return {r[0] for r in cur}
+
+    def events_count(self, campaign: str) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM events WHERE campaign = ?", (campaign,)
+        ).fetchone()[0]
+
+    def suppressed(self) -> dict[str, str]:
+        """{lower-case email: reason} of every active suppression."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT email, reason FROM suppressions")}
+
+    def sent_rows_for_index(self, campaign: str, step: str, transport: str) -> list[sqlite3.Row]:
+        return list(
+            self.conn.execute(
+                "SELECT send_id, email, variant, language, country, country_status, relationship, message_id, updated_at "
+                "FROM sends WHERE campaign = ? AND step = ? AND transport = ? AND status = 'sent' ORDER BY updated_at",
+                (campaign, step, transport),
+            )
+        )
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _explain(exc: sqlite3.OperationalError, path: Path) -> LedgerError:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return LedgerError(
+            "the ledger is locked by another process",
+            where=Location(path),
+            hint="another outreach command (or a database browser) holds it; close it and retry",
+        )
+    if "unable to open" in msg or "readonly" in msg or "read-only" in msg:
+        return LedgerError(
+            f"cannot open the ledger for writing ({msg})",
+            where=Location(path),
+            hint="check the folder exists and is writable, or set OUTREACH_DB",
+        )
+    return LedgerError(f"database error: {msg}", where=Location(path))

@@ -1,0 +1,726 @@
+"""``outreach send``: plan, confirm, deliver through a transport, record in the ledger.
+
+:func:`prepare` loads and validates everything (campaign, country data, lists, templates),
+repairs what a crashed run left behind, and builds a :class:`SendPlan` without sending
+anything. :func:`execute` delivers the plan batch by batch under the ledger protocol (see
+:mod:`outreach.ledger`). :func:`send` is the whole command; the CLI passes it a :class:`UI`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from outreach.campaign import Campaign, ResolvedStep, load_campaign
+from outreach.contacts import Contact, ContactList, Issue, in_segment, load_for_campaign
+from outreach.context import ContextBuilder, as_of_date
+from outreach.countries import CountryTable
+from outreach.exceptions import (
+    ConfigError,
+    FatalError,
+    ListError,
+    PermanentError,
+    SendAborted,
+    TemplateError,
+    UnknownOutcome,
+)
+from outreach.ledger import Ledger, Row, new_id
+from outreach.render import Renderer, Variant, lint_template_sources, mjml_to_text
+from outreach.transports import Batch, Recipient, Transport, choose, make_transport
+from outreach.workspace import Workspace
+
+PAUSE_AFTER = 3  # consecutive failed batches before the run pauses
+
+
+@dataclass
+class SendOptions:
+    steps: tuple[str, ...] = ()
+    dry_run: bool = False
+    limit: int | None = None
+    test_to: tuple[str, ...] = ()
+    transport: str | None = None
+    skip_invalid: bool = False
+    resend_unknown: bool = False
+    yes: bool = False
+    allow_late: bool = False
+    now: datetime | None = None
+
+
+@dataclass
+class StepPlan:
+    step: ResolvedStep
+    state: str  # due | forced | late | not_due
+    due_at: datetime
+    recipients: list[Recipient] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
+    exclusions: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    breakdown: Counter = field(default_factory=Counter)  # (segment, status, language) → n
+    variants: dict[str, Variant] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    held: int = 0
+    retrying: int = 0
+
+
+@dataclass
+class SendPlan:
+    campaign: Campaign
+    transport: Transport
+    options: SendOptions
+    now: datetime
+    steps: list[StepPlan]
+    not_due: list[tuple[ResolvedStep, datetime]]
+    contacts: ContactList
+    skipped: list[Issue]
+    warnings: list[str]
+    reconciled: Counter
+    renderer: Renderer
+    builder: ContextBuilder
+    countries: CountryTable
+
+    @property
+    def total(self) -> int:
+        return sum(len(s.recipients) for s in self.steps)
+
+    @property
+    def late_steps(self) -> list[StepPlan]:
+        return [s for s in self.steps if s.state == "late"]
+
+
+@dataclass
+class StepResult:
+    step: str
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SendSummary:
+    campaign: str
+    transport: str
+    real: bool
+    dry_run: bool
+    steps: list[StepResult]
+    seconds: float
+    paused: str | None = None
+    test_sends: int = 0
+    outbox_index: list[str] = field(default_factory=list)
+    requests: int = 0
+    bytes_sent: int = 0
+
+    @property
+    def sent(self) -> int:
+        return sum(s.sent for s in self.steps)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.steps)
+
+    @property
+    def unknown(self) -> int:
+        return sum(s.unknown for s in self.steps)
+
+
+class UI(Protocol):
+    """What :func:`send` needs from its caller (the CLI, a test, a notebook)."""
+
+    def show_plan(self, plan: SendPlan) -> None: ...
+    def confirm(self, question: str) -> bool: ...
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]: ...
+    def note(self, text: str) -> None: ...
+
+
+class QuietUI:
+    """A UI that prints nothing and answers questions with ``answer``."""
+
+    def __init__(self, answer: bool = False) -> None:
+        self.answer = answer
+        self.notes: list[str] = []
+        self.plan: SendPlan | None = None
+
+    def show_plan(self, plan: SendPlan) -> None:
+        self.plan = plan
+
+    def confirm(self, question: str) -> bool:
+        return self.answer
+
+    @contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
+        yield lambda n: None
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+# ------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class Loaded:
+    campaign: Campaign
+    countries: CountryTable
+    contacts: ContactList
+    renderer: Renderer
+    builder: ContextBuilder
+
+
+def load(ws: Workspace, name: str) -> Loaded:
+    """Campaign, country data, contacts and templates, all validated (nothing sent)."""
+    campaign = load_campaign(ws.root, name)
+    countries = CountryTable.load(campaign.countries_path())
+    contacts = load_for_campaign(campaign, countries)
+    renderer = Renderer(ws.templates_dir, campaign.default_language)
+    problems = lint_template_sources(ws.templates_dir)
+    if problems:
+        where, msg = problems[0]
+        raise TemplateError(msg, where=where, details=[f"{w}: {m}" for w, m in problems[1:10]])
+    for step in campaign.steps:
+        renderer.resolve_template(step.spec.template, campaign.default_language)
+    return Loaded(campaign, countries, contacts, renderer, ContextBuilder(campaign, countries))
+
+
+def list_errors(contacts: ContactList, skip_invalid: bool) -> list[Issue]:
+    """Raise when the lists have errors (unless skipping); return the rows that will be skipped."""
+    errors = contacts.errors
+    if errors and not skip_invalid:
+        shown = [str(e) for e in errors[:15]]
+        more = len(errors) - len(shown)
+        raise ListError(
+            f"{len(errors)} problem(s) in the contact list; nothing was sent",
+            details=shown
+            + ([f"… and {more} more (outreach lists check shows them all)"] if more else []),
+            hint="fix the rows, or pass --skip-invalid to send to everyone else (skipped rows are listed)",
+        )
+    return errors
+
+
+# ------------------------------------------------------------------------------------------
+# Planning
+
+
+def step_due_at(step: ResolvedStep, transport: Transport) -> datetime:
+    return step.earliest() - transport.schedule_ahead if step.local_time else step.send_at
+
+
+def prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> SendPlan:
+    """Validate everything and build the plan. Writes to the ledger only to repair a crash."""
+    now = options.now or datetime.now(UTC)
+    loaded = load(ws, name)
+    campaign = loaded.campaign
+    skipped = list_errors(loaded.contacts, options.skip_invalid)
+    transport_name = choose(ws, options.transport)
+    transport = make_transport(ws, campaign, transport_name)
+    warnings = _campaign_warnings(loaded, transport)
+
+    for sid in options.steps:
+        campaign.step(sid)  # raises with the list of steps
+
+    reconciled: Counter = Counter()
+    stale = ledger.pending_rows(campaign.name, transport.name)
+    if stale:
+        outcomes = transport.reconcile(stale)
+        for status, _info in outcomes.values():
+            reconciled[status] += 1
+        if not options.dry_run:
+            ledger.resolve_rows(outcomes)
+
+    steps: list[StepPlan] = []
+    not_due: list[tuple[ResolvedStep, datetime]] = []
+    late_after = timedelta(hours=campaign.spec.late_after_hours)
+    for step in campaign.steps:
+        due_at = step_due_at(step, transport)
+        chosen = step.id in options.steps
+        if options.steps and not chosen:
+            continue
+        if due_at > now:
+            if not chosen:
+                not_due.append((step, due_at))
+                continue
+            state = "forced"
+        elif now - step.latest() > late_after:
+            state = "late"
+        else:
+            state = "due"
+        steps.append(StepPlan(step, state, due_at))
+
+    plan = SendPlan(
+        campaign=campaign,
+        transport=transport,
+        options=options,
+        now=now,
+        steps=steps,
+        not_due=not_due,
+        contacts=loaded.contacts,
+        skipped=skipped,
+        warnings=warnings,
+        reconciled=reconciled,
+        renderer=loaded.renderer,
+        builder=loaded.builder,
+        countries=loaded.countries,
+    )
+    budget = options.limit
+    suppressed = ledger.suppressed()
+    for sp in steps:
+        budget = _plan_step(plan, sp, ledger, suppressed, budget)
+    plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
+    return plan
+
+
+def _campaign_warnings(loaded: Loaded, transport: Transport) -> list[str]:
+    out = loaded.campaign.warnings()
+    stale = country_data_warning(loaded.countries)
+    if stale:
+        out.append(stale)
+    return out
+
+
+def country_data_warning(countries: CountryTable, today=None) -> str | None:
+    """A warning when the treaty data is more than a year old."""
+    today = today or datetime.now(UTC).date()
+    if countries.as_of is None:
+        return "lists/countries.csv has no as-of date: check it against the UN Treaty Collection"
+    age = (today - countries.as_of).days
+    if age > 365:
+        return (
+            f"country data is as of {countries.as_of.isoformat()} ({age // 365} year(s) old): "
+            "check lists/countries.csv against the UN Treaty Collection before sending"
+        )
+    return None
+
+
+def _plan_step(
+    plan: SendPlan,
+    sp: StepPlan,
+    ledger: Ledger,
+    suppressed: dict[str, str],
+    budget: int | None,
+) -> int | None:
+    campaign, transport, options = plan.campaign, plan.transport, plan.options
+    step = sp.step
+    aud = step.spec.audience
+    as_of = as_of_date(step)
+    existing = ledger.rows(campaign.name, step.id, transport.name)
+    follow: set[str] | None = None
+    follow_label = ref = ""
+    ref_recipients: set[str] = set()
+    if aud.did_not_open or aud.did_not_click or aud.clicked:
+        ref = aud.did_not_open or aud.did_not_click or aud.clicked.step  # type: ignore[union-attr]
+        recipients = ref_recipients = ledger.sent_contacts(campaign.name, ref, transport.name)
+        if aud.did_not_open:
+            engaged = ledger.engaged_contacts(campaign.name, ref, transport.name, "open")
+            follow = recipients - engaged
+            follow_label = f"opened {ref}"
+        elif aud.did_not_click:
+            engaged = ledger.engaged_contacts(campaign.name, ref, transport.name, "click")
+            follow = recipients - engaged
+            follow_label = f"clicked in {ref}"
+        else:
+            link = aud.clicked.link  # type: ignore[union-attr]
+            url = campaign.links[link].url if link else None
+            follow = ledger.engaged_contacts(campaign.name, ref, transport.name, "click", url)
+            follow_label = f"did not click {link or 'any link'} in {ref}"
+        if ledger.events_count(campaign.name) == 0 and not aud.clicked:
+            sp.notes.append(
+                f"no tracking events recorded yet: every recipient of {ref} counts as not having "
+                f"{'opened' if aud.did_not_open else 'clicked'}"
+            )
+        if not recipients:
+            sp.notes.append(f"nobody has received step {ref!r} through {transport.name} yet")
+
+    renderer, builder = plan.renderer, plan.builder
+    checked_variants: set[str] = set()
+    by_variant: dict[str, list[Recipient]] = defaultdict(list)
+    fallback_langs: Counter = Counter()
+    now = plan.now
+    horizon = now + transport.schedule_ahead
+
+    def exclude(reason: str, contact: Contact) -> None:
+        sp.exclusions[reason] += 1
+        if len(sp.examples[reason]) < 5:
+            sp.examples[reason].append(f"{contact.email} ({contact.where})")
+
+    for contact in plan.contacts.contacts:
+        status = _status(plan.countries, contact, as_of)
+        segment = next(
+            (s for s in aud.segments if in_segment(campaign.segments[s], contact, status)), None
+        )
+        if segment is None:
+            sp.exclusions["not in the step's segments"] += 1
+            continue
+        excl = next(
+            (s for s in aud.exclude_segments if in_segment(campaign.segments[s], contact, status)),
+            None,
+        )
+        if excl:
+            exclude(f"in excluded segment {excl!r}", contact)
+            continue
+        reason = suppressed.get(contact.key)
+        if reason:
+            exclude(f"suppressed: {reason}", contact)
+            continue
+        if follow is not None and contact.contact_id not in follow:
+            got = contact.contact_id in ref_recipients
+            exclude(follow_label if got else f"did not receive {ref}", contact)
+            continue
+        row: Row | None = existing.get(contact.contact_id)
+        if row is not None:
+            if row.status == "sent":
+                sp.exclusions["already sent"] += 1
+                continue
+            if row.status == "pending":
+                exclude(
+                    "in flight in another run, or interrupted (re-run without --dry-run to check)",
+                    contact,
+                )
+                continue
+            if row.status == "unknown" and not options.resend_unknown:
+                exclude("outcome unknown (pass --resend-unknown to resend)", contact)
+                continue
+            if row.status == "cancelled":
+                exclude("scheduled send was cancelled", contact)
+                continue
+            sp.retrying += 1
+        send_at = None
+        if step.local_time:
+            tz = _contact_tz(plan.countries, contact, campaign)
+            at = step.instant_in(tz)
+            if transport.schedule_ahead and at > horizon:
+                sp.held += 1
+                exclude("local send time more than 72 h ahead (held for a later run)", contact)
+                continue
+            send_at = at if at > now else None
+            if not transport.schedule_ahead:
+                send_at = at  # the outbox records the intended local time
+        if budget is not None and budget <= 0:
+            exclude("over --limit", contact)
+            continue
+        send_id = row.send_id if row is not None else new_id()
+        template_name = step.spec.template
+        _tpl, lang = renderer.resolve_template(template_name, contact.language)
+        if lang != contact.language:
+            fallback_langs[(contact.language, lang)] += 1
+        subject, _subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
+        if subject is None:
+            raise ConfigError(
+                f"step {step.id!r} has no subject for {lang!r}",
+                where=campaign.where("steps", step.index, "subject"),
+            )
+        preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
+        data = builder.recipient(step, contact, lang, transport.unsubscribe_url(send_id))
+        variant = renderer.variant(step.id, template_name, lang, data, subject, preheader)
+        values = data.flat_values()
+        if variant.id not in checked_variants:
+            _check_equivalence(
+                renderer, variant, template_name, lang, data, subject, preheader, values
+            )
+            checked_variants.add(variant.id)
+        sp.variants[variant.id] = variant
+        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
+        by_variant[variant.id].append(rec)
+        sp.recipients.append(rec)
+        sp.breakdown[(segment, status, lang)] += 1
+        if budget is not None:
+            budget -= 1
+
+    for (asked, got), n in sorted(fallback_langs.items()):
+        sp.notes.append(f"{n} contact(s) asked for {asked!r}: template falls back to {got!r}")
+    for vid, recs in by_variant.items():
+        for chunk, notes in transport.split(sp.variants[vid], recs):
+            sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))
+            sp.notes.extend(notes)
+    return budget
+
+
+def _check_equivalence(
+    renderer: Renderer, variant: Variant, template: str, lang: str, data, subject, preheader, values
+) -> None:
+    """Guard: the first recipient of each variant, rendered directly, must match the fill."""
+    tpl, used = renderer.resolve_template(template, lang)
+    ctx = renderer._context(data, None)
+    naive_subject, body = renderer._jinja(tpl, used, ctx, subject, preheader)
+    filled = variant.fill(values)
+    if " ".join(naive_subject.split()) != filled.subject or mjml_to_text(body) != filled.text:
+        raise TemplateError(
+            "a template uses a per-recipient value in a way that cannot be filled in per variant",
+            where=tpl,
+            hint="print values as they are ({{ contact.first_name }}), test them with if/==/in, "
+            "or use the filters urlencode, upper, lower; report this if it persists",
+        )
+
+
+def _status(countries: CountryTable, contact: Contact, as_of) -> str:
+    if not contact.country:
+        return "unknown"
+    c = countries.get(contact.country)
+    return c.status(as_of) if c else "unknown"
+
+
+def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -> ZoneInfo:
+    c = countries.get(contact.country) if contact.country else None
+    if c and c.timezone:
+        return ZoneInfo(c.timezone)
+    return campaign.tz or ZoneInfo("UTC")
+
+
+# ------------------------------------------------------------------------------------------
+# Executing
+
+
+def execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
+    """Deliver the plan batch by batch under the ledger protocol."""
+    t0 = time.monotonic()
+    campaign, transport = plan.campaign, plan.transport
+    results = {sp.step.id: StepResult(sp.step.id) for sp in plan.steps}
+    summary = SendSummary(
+        campaign.name, transport.name, transport.real, False, list(results.values()), 0
+    )
+    run_id = ledger.begin_run(
+        campaign.name,
+        transport.name,
+        {k: v for k, v in vars(plan.options).items() if k != "now"},
+    )
+    consecutive = 0
+    outcome = "complete"
+    transport.on_retry = ui.note
+    try:
+        with ui.progress(plan.total, f"Sending via {transport.describe()}") as advance:
+            for sp in plan.steps:
+                res = results[sp.step.id]
+                for batch in sp.batches:
+                    ledger.mark_pending(
+                        campaign=campaign.name,
+                        step=sp.step.id,
+                        transport=transport.name,
+                        batch_id=batch.id,
+                        variant=batch.variant.id,
+                        run_id=run_id,
+                        provider_batch_id=batch.provider_batch_id,
+                        rows=(_row(r) for r in batch.recipients),
+                    )
+                    res.batches += 1
+                    try:
+                        delivery = transport.deliver(batch)
+                    except UnknownOutcome as exc:
+                        ledger.mark_batch(batch.id, "unknown", exc.message)
+                        res.unknown += batch.size
+                        res.errors.append(f"batch {batch.id[:8]}: {exc.message}")
+                        consecutive += 1
+                    except FatalError as exc:
+                        ledger.mark_batch(batch.id, "failed", exc.message)
+                        res.failed += batch.size
+                        res.errors.append(str(exc))
+                        outcome = "stopped"
+                        summary.paused = f"stopped: {exc.message}"
+                        raise
+                    except PermanentError as exc:
+                        ledger.mark_batch(batch.id, "failed", exc.message)
+                        res.failed += batch.size
+                        res.errors.append(f"batch {batch.id[:8]} ({batch.size} recipients): {exc}")
+                        consecutive += 1
+                    except BaseException:
+                        # Ctrl-C or a bug while handing off: we cannot know what went out
+                        outcomes = transport.reconcile(
+                            [
+                                Row(
+                                    r.send_id,
+                                    r.contact.contact_id,
+                                    r.contact.email,
+                                    "pending",
+                                    batch.id,
+                                    None,
+                                    None,
+                                )
+                                for r in batch.recipients
+                            ]
+                        )
+                        ledger.resolve_rows(outcomes)
+                        outcome = "interrupted"
+                        raise
+                    else:
+                        ledger.mark_sent(batch.id, delivery.message_ids)
+                        res.sent += batch.size
+                        consecutive = 0
+                    advance(batch.size)
+                    if consecutive >= PAUSE_AFTER:
+                        outcome = "paused"
+                        summary.paused = (
+                            f"paused after {consecutive} failed batches in a row; "
+                            "nothing else was attempted. Fix the cause and run the same command again to resume"
+                        )
+                        return summary
+    except FatalError:
+        return summary
+    finally:
+        ledger.end_run(run_id, outcome)
+        summary.seconds = time.monotonic() - t0
+        summary.requests = transport.requests
+        summary.bytes_sent = transport.bytes_sent
+        if hasattr(transport, "write_index"):
+            for sp in plan.steps:
+                p = transport.write_index(ledger, sp.step.id)  # type: ignore[attr-defined]
+                if p:
+                    summary.outbox_index.append(str(p.relative_to(plan.campaign.root)))
+        transport.close()
+    return summary
+
+
+def _row(r: Recipient) -> dict:
+    return {
+        "send_id": r.send_id,
+        "contact_id": r.contact.contact_id,
+        "email": r.contact.email,
+        "segment": r.segment,
+        "relationship": r.contact.relationship,
+        "country": r.contact.country,
+        "country_status": r.country_status,
+        "language": r.language,
+        "send_at": r.send_at.isoformat() if r.send_at else None,
+    }
+
+
+def send_tests(plan: SendPlan, ledger: Ledger, to: tuple[str, ...]) -> int:
+    """One sample per variant to each staff address, marked [TEST]; never a campaign send."""
+    from outreach.contacts import validate_address
+
+    addresses = []
+    for a in to:
+        norm, reason = validate_address(a)
+        if norm is None:
+            raise ConfigError(f"--test-to {a!r} is not a valid address: {reason}")
+        addresses.append(norm)
+    n = 0
+    transport = plan.transport
+    for sp in plan.steps:
+        seen: set[str] = set()
+        for batch in sp.batches:
+            if batch.variant.id in seen:
+                continue
+            seen.add(batch.variant.id)
+            sample = batch.recipients[0]
+            for addr in addresses:
+                rec = Recipient(
+                    "test-" + new_id()[:20],
+                    sample.contact,
+                    sample.segment,
+                    sample.country_status,
+                    sample.language,
+                    {**sample.values, "unsubscribe_url": transport.unsubscribe_url("test")},
+                    None,
+                    to=addr,
+                )
+                test_batch = Batch(
+                    new_id(), plan.campaign, sp.step, batch.variant, [rec], test=True
+                )
+                delivery = transport.deliver(test_batch)
+                mid = delivery.message_ids if isinstance(delivery.message_ids, str) else None
+                ledger.record_test_send(
+                    plan.campaign.name, sp.step.id, batch.variant.id, addr, transport.name, mid
+                )
+                n += 1
+    return n
+
+
+def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
+    """The whole ``outreach send`` command."""
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        if not options.dry_run:
+            ledger.acquire_send_lock(name)
+        plan = prepare(ws, name, options, ledger)
+        ui.show_plan(plan)
+        summary = SendSummary(
+            plan.campaign.name, plan.transport.name, plan.transport.real, options.dry_run, [], 0
+        )
+        if options.dry_run:
+            summary.steps = [StepResult(sp.step.id) for sp in plan.steps]
+            return summary
+        if options.test_to:
+            if not plan.total:
+                raise SendAborted("no recipients in the selected steps to take test samples from")
+            question = f"Send {len({b.variant.id for sp in plan.steps for b in sp.batches})} test sample(s) to {', '.join(options.test_to)}?"
+            if not (options.yes or ui.confirm(question)):
+                raise SendAborted("cancelled; nothing was sent")
+            summary.test_sends = send_tests(plan, ledger, options.test_to)
+            return summary
+        if plan.total == 0:
+            return summary
+        if plan.late_steps and plan.transport.real and not options.allow_late:
+            names = ", ".join(
+                f"{sp.step.id} (due {sp.step.send_at:%Y-%m-%d %H:%M %Z})" for sp in plan.late_steps
+            )
+            if not ui.confirm(
+                f"Late-send guard: {names} is more than {plan.campaign.spec.late_after_hours:g} h overdue. Send anyway?"
+            ):
+                raise SendAborted(
+                    f"late-send guard: {names} is overdue; nothing was sent",
+                    hint="pass --allow-late if sending late is intended",
+                )
+        what = "write" if not plan.transport.real else "send"
+        question = f"{what.capitalize()} {plan.total} message(s) via {plan.transport.describe()}?"
+        if not (options.yes or ui.confirm(question)):
+            raise SendAborted("cancelled; nothing was sent")
+        return execute(plan, ledger, ui)
+
+
+# ------------------------------------------------------------------------------------------
+# Status
+
+
+def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
+    """Per step: when it is due and its recipients, sent, pending, failed and unknown counts."""
+    now = now or datetime.now(UTC)
+    loaded = load(ws, name)
+    campaign = loaded.campaign
+    transport_name = choose(ws, None)
+    transport = make_transport(ws, campaign, transport_name)
+    options = SendOptions(
+        steps=tuple(s.id for s in campaign.steps), dry_run=True, skip_invalid=True, now=now
+    )
+    steps = []
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        counts_by_transport = {
+            t: ledger.step_counts(campaign.name, t)
+            for t in set(ledger.transports_used(campaign.name)) | {transport_name}
+        }
+        plan = prepare(ws, name, options, ledger)
+        planned = {sp.step.id: sp for sp in plan.steps}
+        for step in campaign.steps:
+            sp = planned.get(step.id)
+            per = {}
+            for t, counts in counts_by_transport.items():
+                c = counts.get(step.id, {})
+                per[t] = {
+                    k: c.get(k, 0) for k in ("sent", "pending", "failed", "unknown", "cancelled")
+                }
+            due_at = step_due_at(step, transport)
+            this = per.get(transport_name, {})
+            steps.append(
+                {
+                    "id": step.id,
+                    "due_at": due_at.isoformat(),
+                    "local_time": step.local_time,
+                    "due": due_at <= now,
+                    "recipients": (len(sp.recipients) + sp.exclusions.get("already sent", 0))
+                    if sp
+                    else 0,
+                    "to_send": len(sp.recipients) if sp else 0,
+                    **{k: this.get(k, 0) for k in ("sent", "pending", "failed", "unknown")},
+                    "by_transport": per,
+                }
+            )
+    return {
+        "campaign": campaign.name,
+        "transport": transport_name,
+        "now": now.isoformat(),
+        "invalid_rows": len(loaded.contacts.error_rows),
+        "steps": steps,
+    }

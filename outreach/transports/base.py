@@ -1,0 +1,201 @@
+"""The transport seam.
+
+The send engine (:mod:`outreach.send`) owns the ledger protocol; a transport owns how a batch of
+recipients of one variant reaches the outside world. This base class owns what every transport
+shares: splitting a variant's recipients into batches, the message headers, retries with capped
+exponential backoff and jitter, and crash reconciliation. A concrete transport supplies only
+:meth:`Transport._deliver` (payload and response parsing), like django-anymail's ESP backends.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import formataddr
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from outreach.exceptions import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from outreach.campaign import Campaign, ResolvedStep
+    from outreach.contacts import Contact
+    from outreach.ledger import Row
+    from outreach.render import Message, Variant
+    from outreach.workspace import Workspace
+
+
+@dataclass(slots=True)
+class Recipient:
+    """One addressee of a batch. ``values`` are the per-recipient slot values."""
+
+    send_id: str
+    contact: Contact
+    segment: str
+    country_status: str
+    language: str
+    values: dict[str, Any]
+    send_at: datetime | None = None  # scheduled delivery (None: now)
+    to: str | None = None  # overrides contact.email (test sends)
+
+
+@dataclass
+class Batch:
+    """Recipients of one variant handed off together (one request, one ledger transaction)."""
+
+    id: str
+    campaign: Campaign
+    step: ResolvedStep
+    variant: Variant
+    recipients: list[Recipient]
+    test: bool = False
+    provider_batch_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.recipients)
+
+
+@dataclass
+class Delivery:
+    """What the transport reports for an accepted batch: message id(s)."""
+
+    message_ids: dict[str, str] | str | None
+    detail: str = ""
+
+
+class Transport:
+    """Base class. Subclasses set the class attributes and implement ``_deliver``."""
+
+    name: ClassVar[str] = "base"
+    real: ClassVar[bool] = True  # False: nothing leaves the machine (outbox)
+    max_batch: ClassVar[int] = 1
+    schedule_ahead: ClassVar[timedelta] = timedelta(0)  # how far ahead delivery can be scheduled
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        campaign: Campaign,
+        *,
+        retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.workspace = workspace
+        self.campaign = campaign
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sleep = sleep
+        self.requests = 0
+        self.bytes_sent = 0
+        self.on_retry: Callable[[str], None] | None = None
+
+    # -- batching ------------------------------------------------------------------------
+
+    def split(
+        self, variant: Variant, recipients: list[Recipient]
+    ) -> list[tuple[list[Recipient], list[str]]]:
+        """Split one variant's recipients into batches; returns (recipients, notes) pairs."""
+        n = self.max_batch
+        return [(recipients[i : i + n], []) for i in range(0, len(recipients), n)]
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> Delivery:
+        """Hand a batch over, retrying transient failures with capped exponential backoff.
+
+        Raises :class:`PermanentError`/:class:`FatalError` (nothing accepted), or
+        :class:`UnknownOutcome` (may have been accepted).
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._deliver(batch)
+            except TransientError as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise PermanentError(
+                        f"gave up after {attempt} attempts: {exc.message}",
+                        status=exc.status,
+                        body=exc.body,
+                        where=exc.where,
+                    ) from None
+                delay = self._delay(attempt, exc.retry_after)
+                if self.on_retry:
+                    self.on_retry(
+                        f"{exc.message}; retrying in {delay:.1f} s (attempt {attempt + 1})"
+                    )
+                self.sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.max_backoff * 5))
+        cap = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return random.uniform(cap / 2, cap)  # "equal jitter"
+
+    def _deliver(self, batch: Batch) -> Delivery:
+        raise NotImplementedError
+
+    def reconcile(self, rows: Iterable[Row]) -> dict[str, tuple[str, str | None]]:
+        """Outcome of ``pending`` rows left by a crashed run: (status, message id or reason).
+
+        The default cannot know, so every row becomes ``unknown``.
+        """
+        return {
+            r.send_id: ("unknown", "the run stopped while this batch was being handed off")
+            for r in rows
+        }
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def describe(self) -> str:
+        return self.name
+
+    # -- message parts shared by transports ------------------------------------------------
+
+    def unsubscribe_url(self, send_id: str) -> str:
+        base = self.campaign.spec.unsubscribe.url
+        return f"{base}/{send_id}" if base else ""
+
+    def headers(self, recipient: Recipient, test: bool = False) -> dict[str, str]:
+        """RFC 8058 one-click unsubscribe headers for one recipient."""
+        unsub = self.campaign.spec.unsubscribe
+        token = "test" if test else recipient.send_id
+        targets = []
+        if unsub.url:
+            targets.append(f"<{unsub.url}/{token}>")
+        if unsub.mailto:
+            targets.append(f"<mailto:{unsub.mailto}?subject={quote('unsubscribe ' + token)}>")
+        headers = {}
+        if targets:
+            headers["List-Unsubscribe"] = ", ".join(targets)
+        if unsub.url:
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return headers
+
+    def from_header(self) -> str:
+        s = self.campaign.sender
+        return formataddr((s.from_name, s.from_email))
+
+    def reply_to_header(self) -> str:
+        s = self.campaign.sender
+        return formataddr((s.reply_to_name or "", s.reply_to))
+
+    def message_for(self, batch: Batch, recipient: Recipient) -> Message:
+        msg = batch.variant.fill(recipient.values)
+        if batch.test:
+            from outreach.render import Message as M
+
+            msg = M(f"[TEST] {msg.subject}", msg.html, msg.text)
+        return msg
+
+
+def recipient_name(contact: Contact) -> str:
+    return contact.full_name
