@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 from outreach.exceptions import LedgerError, Location
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000  # how long to wait for another process's write lock
 STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
 
 MIGRATIONS: dict[int, str] = {
@@ -199,9 +200,11 @@ class Ledger:
             raise LedgerError("no ledger yet", where=Location(path), hint="nothing has been sent")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")

@@ -810,8 +810,8 @@ class _TextMaker(HTMLParser):
                 self._emit(f"{label} ({href})" if label else href)
             else:
                 self._emit(label)
-        elif tag in _BLOCK or tag == "li":
-            self._block(tag != "li")
+        elif tag in _BLOCK:
+            self._block()
 
     def handle_data(self, data: str) -> None:
         if not self.skip:

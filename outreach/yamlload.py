@@ -3,7 +3,8 @@
 PyYAML implements YAML 1.1, where ``NO`` (Norway) is ``False``, ``09:00`` is the integer 540
 and ``2026-12-10 09:00`` silently becomes a naive datetime. We load with a narrower resolver,
 close to YAML 1.2's core schema: only ``true``/``false`` are booleans, only ``null``/``~``/empty
-are null, integers and floats are plain decimal, and *everything else stays a string*. Dates
+are null, integers (without leading zeros) and floats are plain decimal, and *everything else
+stays a string*. Dates
 and times are parsed later by the campaign model, with proper error messages.
 
 We also remember the line of every key and sequence item, so validation errors can say
@@ -31,7 +32,8 @@ _Loader.yaml_implicit_resolvers = {}
 _RESOLVERS = [
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", "-+0123456789"),
+    # a leading zero means a code (postal code, phone), not an octal number: keep it a string
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
     (
         "tag:yaml.org,2002:float",
         r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$",

@@ -1,0 +1,45 @@
+"""Shared fixtures: a copy of the shipped example workspace, and a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from outreach.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def copy_workspace(dest: Path) -> Path:
+    """Copy the example workspace (campaigns/, lists/, templates/) to ``dest``."""
+    for name in ("campaigns", "lists", "templates"):
+        shutil.copytree(REPO / name, dest / name)
+    return dest
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the shipped example, with no SendGrid key in the environment."""
+    for var in (
+        "SENDGRID_API_KEY",
+        "SENDGRID_API_HOST",
+        "OUTREACH_DB",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return copy_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def cli():
+    """``cli(ws, *args)`` runs ``outreach -C ws args…`` in-process and returns the Result."""
+    runner = CliRunner()
+
+    def run(ws: Path, *args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, ["-C", str(ws), *args], input=input, catch_exceptions=False)
+
+    return run
