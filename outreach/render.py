@@ -16,6 +16,7 @@ this), while MJML compiles once per variant.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -230,6 +231,42 @@ def _lift(name: str, fn: Callable[[str], str], whole_only: bool) -> Callable[[An
     return flt
 
 
+# filters that handle per-recipient values correctly (ours, or harmless on a marker)
+SLOT_SAFE_FILTERS = frozenset(
+    {
+        "e",
+        "escape",
+        "default",
+        "d",
+        "string",
+        "urlencode",
+        "safe",
+        *TRANSFORMS,
+        *WHOLE_VALUE_TRANSFORMS,
+    }
+)
+SLOT_ONLY_FILTERS = frozenset({"length", "count"})  # fine on a bare slot (recorded), not on text
+
+
+def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse a per-recipient value in a filter that would act on its marker, not its value."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        for arg in (*args, *kwargs.values()):
+            if (isinstance(arg, Slot) and name not in SLOT_ONLY_FILTERS) or (
+                isinstance(arg, str) and "[[" in arg
+            ):
+                key = arg._key if isinstance(arg, Slot) else "a per-recipient value"
+                raise SlotMisuse(
+                    f"the filter '{name}' cannot be used on {key}: it differs per recipient "
+                    "(allowed: urlencode, upper, lower, title, capitalize, trim, default, length)"
+                )
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
 def _safe(value: Any) -> Any:
     if isinstance(value, Slot) or "[[" in str(value):
         raise SlotMisuse("'safe' cannot be used on per-recipient values; they are always escaped")
@@ -298,6 +335,7 @@ class Variant:
     subject: str
     html: str
     text: str
+    source: str = ""  # the MJML after Jinja, with [[h:…]] markers (for verification)
     id: str = ""
     _subject: _Compiled = field(init=False, repr=False)
     _html: _Compiled = field(init=False, repr=False)
@@ -396,6 +434,9 @@ class Renderer:
             env.filters[name] = _lift(name, fn, True)
         env.filters["urlencode"] = _urlencode_filter
         env.filters["safe"] = _safe
+        for name, fn in list(env.filters.items()):
+            if name not in SLOT_SAFE_FILTERS:
+                env.filters[name] = _guard_filter(name, fn)
         return env
 
     def env(self, lang: str) -> jinja2.Environment:
@@ -500,7 +541,7 @@ class Renderer:
         recorder = Recorder()
         ctx = self._context(data, recorder)
         subject_out, body = self._jinja(template, used_lang, ctx, subject, preheader)
-        _check_markers(body, template)
+        _check_markers(body + subject_out, template, values)
         html_out = _tag(self.compile_mjml(body, template), "h")
         text_out = _tag(mjml_to_text(body), "t")
         subject_out = _tag(" ".join(subject_out.split()), "t")
@@ -513,6 +554,7 @@ class Renderer:
             subject_out,
             html_out,
             text_out,
+            _tag(body, "h"),
         )
         bucket.append(v)
         return v
@@ -533,6 +575,38 @@ class Renderer:
             " ".join(subject_out.split()), self.compile_mjml(body, template), mjml_to_text(body)
         )
 
+    def verify(
+        self,
+        variant: Variant,
+        template_name: str,
+        lang: str,
+        data: RecipientData,
+        subject: str,
+        preheader: str | None = None,
+    ) -> None:
+        """Guard: one recipient rendered directly must equal the variant filled for them.
+
+        Compares the Jinja output (before MJML, so no extra compile), the text part and the
+        subject. The property tests prove MJML passes the markers through unchanged.
+        """
+        template, used_lang = self.resolve_template(template_name, lang)
+        naive_subject, body = self._jinja(
+            template, used_lang, self._context(data, None), subject, preheader
+        )
+        values = data.flat_values()
+        filled = variant.fill(values)
+        if (
+            _Compiled.of(variant.source).fill(values) != body
+            or mjml_to_text(body) != filled.text
+            or " ".join(naive_subject.split()) != filled.subject
+        ):
+            raise TemplateError(
+                "a template uses a per-recipient value in a way that cannot be filled in per variant",
+                where=Location(template),
+                hint="print values as they are ({{ contact.first_name }}), test them with if/==/in, "
+                "or use the filters urlencode, upper, lower",
+            )
+
     def variants(self) -> list[Variant]:
         return [v for bucket in self._variants.values() for v in bucket]
 
@@ -541,15 +615,27 @@ def _tag(text: str, kind: str) -> str:
     return MARKER_RE.sub(lambda m: f"[[{kind}:{m.group(1)}]]", text)
 
 
-def _check_markers(body: str, template: str) -> None:
+def _check_markers(body: str, template: str, values: Mapping[str, Any]) -> None:
+    """Every ``[[…]]`` left by Jinja must be an intact marker of a known per-recipient value."""
     stray = re.search(r"\[\[(?![a-z_][\w.]*(?:\|[a-z_]+)*\]\])", body)
     if stray:
         line = body.count("\n", 0, stray.start()) + 1
         raise TemplateError(
-            "'[[' is reserved for per-recipient values",
+            "'[[' is reserved for per-recipient values (or a filter cut one apart)",
             where=Location(f"{template} (rendered)", line),
-            hint="write &#91;&#91; if you need the characters themselves",
+            hint="write &#91;&#91; for the characters themselves; per-recipient values take "
+            "only the filters urlencode, upper, lower, title, capitalize, trim",
         )
+    for m in MARKER_RE.finditer(body):
+        key, *chain = m.group(1).split("|")
+        if key not in values or any(t not in ALL_TRANSFORMS for t in chain):
+            line = body.count("\n", 0, m.start()) + 1
+            raise TemplateError(
+                f"a filter changed the per-recipient value marker {m.group(0)}",
+                where=Location(f"{template} (rendered)", line),
+                hint="per-recipient values take only the filters urlencode, upper, lower, title, "
+                "capitalize, trim",
+            )
 
 
 def _rel(filename: str | None, root: Path) -> str | None:

@@ -31,7 +31,7 @@ from outreach.exceptions import (
     UnknownOutcome,
 )
 from outreach.ledger import Ledger, Row, new_id
-from outreach.render import Renderer, Variant, lint_template_sources, mjml_to_text
+from outreach.render import Renderer, Variant, lint_template_sources
 from outreach.transports import Batch, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
 
@@ -420,9 +420,7 @@ def _plan_step(
         variant = renderer.variant(step.id, template_name, lang, data, subject, preheader)
         values = data.flat_values()
         if variant.id not in checked_variants:
-            _check_equivalence(
-                renderer, variant, template_name, lang, data, subject, preheader, values
-            )
+            renderer.verify(variant, template_name, lang, data, subject, preheader)
             checked_variants.add(variant.id)
         sp.variants[variant.id] = variant
         rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
@@ -439,23 +437,6 @@ def _plan_step(
             sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))
             sp.notes.extend(notes)
     return budget
-
-
-def _check_equivalence(
-    renderer: Renderer, variant: Variant, template: str, lang: str, data, subject, preheader, values
-) -> None:
-    """Guard: the first recipient of each variant, rendered directly, must match the fill."""
-    tpl, used = renderer.resolve_template(template, lang)
-    ctx = renderer._context(data, None)
-    naive_subject, body = renderer._jinja(tpl, used, ctx, subject, preheader)
-    filled = variant.fill(values)
-    if " ".join(naive_subject.split()) != filled.subject or mjml_to_text(body) != filled.text:
-        raise TemplateError(
-            "a template uses a per-recipient value in a way that cannot be filled in per variant",
-            where=tpl,
-            hint="print values as they are ({{ contact.first_name }}), test them with if/==/in, "
-            "or use the filters urlencode, upper, lower; report this if it persists",
-        )
 
 
 def _status(countries: CountryTable, contact: Contact, as_of) -> str:

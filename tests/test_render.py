@@ -233,3 +233,42 @@ def test_text_part_keeps_links_and_drops_hidden_blocks() -> None:
         text
         == "Title\n\nRead this (https://a.org/x) & that.\n\n• one\n• two\n\nAct now: https://b.org\n"
     )
+
+
+def test_a_filter_that_would_act_on_the_marker_is_an_error_at_its_line() -> None:
+    err = _error("replace")
+    assert "the filter 'replace' cannot be used on contact.first_name" in str(err)
+    assert "en/replace.mjml:4" in str(err)
+
+
+def test_a_divergence_from_the_direct_render_is_caught_before_sending() -> None:
+    r = Renderer(FIXTURE)
+    # wordcount is refused on slots; bypass the guard to prove verify() is a second line of defence
+    for env in (r.env("en"),):
+        from jinja2.filters import do_wordcount
+
+        env.filters["wordcount"] = do_wordcount
+    c = Contact(
+        "t.csv",
+        2,
+        "a@example.org",
+        "c",
+        first_name="Ana",
+        last_name="Paula Souza",
+        country="AR",
+        language="en",
+        relationship="ally",
+        extra={"city": ""},
+    )
+    step = CAMPAIGN.steps[0]
+    data = BUILDER.recipient(step, c, "en", "https://u.example.org/u/1")
+    variant = r.variant(step.id, "wordcount", "en", data, "Hi")
+    # the variant counts the words of a marker (1); the direct render counts 3
+    with pytest.raises(TemplateError, match="cannot be filled in per variant"):
+        r.verify(variant, "wordcount", "en", data, "Hi")
+
+
+def test_wordcount_on_a_per_recipient_value_is_refused() -> None:
+    err = _error("wordcount")
+    assert "the filter 'wordcount' cannot be used on contact.full_name" in str(err)
+    assert "en/wordcount.mjml:4" in str(err)
