@@ -9,10 +9,11 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -33,6 +34,15 @@ def _when(dt: datetime, now: datetime) -> str:
     word = "in " if delta.total_seconds() > 0 else ""
     ago = "" if delta.total_seconds() > 0 else " ago"
     return f"{dt:%Y-%m-%d %H:%M %Z} ({word}{_span(abs(delta))}{ago})"
+
+
+def _step_time(step, due_at: datetime, now: datetime) -> str:
+    """When a step is due, in words; local-time steps show the wall clock and the first instant."""
+    if not step.local_time:
+        return _when(due_at, now)
+    d, t = step.wall_clock
+    first = due_at.astimezone(UTC)
+    return f"{d} {t:%H:%M} local time in each recipient's country (from {_when(first, now)})"
 
 
 def _span(d: timedelta) -> str:
@@ -102,8 +112,7 @@ def print_plan(plan: SendPlan) -> None:
     if not plan.steps:
         console.print("\nNo step is due.")
     for step, due_at in plan.not_due:
-        extra = " (local time in each recipient's country)" if step.local_time else ""
-        console.print(f"Not yet due: [bold]{step.id}[/] at {_when(due_at, plan.now)}{extra}")
+        console.print(f"Not yet due: [bold]{step.id}[/] at {_step_time(step, due_at, plan.now)}")
     if plan.skipped:
         rows = plan.contacts.error_rows
         console.print(f"\n[yellow]Skipped {len(rows)} invalid row(s) (--skip-invalid):[/]")
@@ -124,9 +133,9 @@ def _print_step(plan: SendPlan, sp: StepPlan) -> None:
         "late": "[red]OVERDUE[/]",
         "not_due": "not due",
     }[sp.state]
-    when = _when(sp.due_at, plan.now)
-    local = " (09:00-style local time per country)" if step.local_time else ""
-    console.print(f"\n[bold]Step {step.id}[/] — due {when}{local}: {state}")
+    console.print(
+        f"\n[bold]Step {step.id}[/] — due {_step_time(step, sp.due_at, plan.now)}: {state}"
+    )
     batches = len(sp.batches)
     console.print(
         f"  Recipients: [bold]{len(sp.recipients)}[/]   variants: {len(sp.variants)}   batches: {batches}"
@@ -147,7 +156,7 @@ def _print_step(plan: SendPlan, sp: StepPlan) -> None:
             table.add_row(
                 seg, status, *[str(cnt.get(lang, "")) for lang in langs], str(sum(cnt.values()))
             )
-        console.print(table)
+        console.print(Padding(table, (0, 0, 0, 4)))
     if sp.exclusions:
         console.print("  Excluded:")
         for reason, n in sp.exclusions.most_common():
