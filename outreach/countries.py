@@ -201,22 +201,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 
 def _pycountry_records() -> list[dict[str, str]]:
-    """pycountry's ISO 3166-1 records (alpha_3, name, official_name, common_name).
+    """pycountry's ISO 3166-1 records (alpha_2, alpha_3, name, official_name, common_name)."""
+    import pycountry
 
-    Read straight from pycountry's JSON (1-2 ms) instead of ``import pycountry`` (~50 ms);
-    falls back to the public API if the file layout ever changes.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("pycountry")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        db = Path(folder) / "databases" / "iso3166-1.json"
-        if db.is_file():
-            return list(json.loads(db.read_text(encoding="utf-8"))["3166-1"])
-    try:
-        import pycountry
-    except ImportError:  # pragma: no cover - pycountry is a declared dependency
-        return []
     keys = ("alpha_2", "alpha_3", "name", "official_name", "common_name")
     return [{k: getattr(c, k) for k in keys if hasattr(c, k)} for c in pycountry.countries]
 
@@ -657,11 +644,6 @@ def _parse_row(row: dict[str, str], path: Path, line: int) -> Country:
     )
 
 
-_SIDECAR_LINE = re.compile(
-    r'(?P<indent> *)(?:- )?(?P<key>[a-z_0-9]+):(?: (?P<value>"(?:[^"\\]|\\.)*"|[^"\'#\s\[{&*!|>%@`][^#]*?))?\s*'
-)
-
-
 def _read_sidecar(path: Path) -> tuple[str, tuple[str, ...], date | None]:
     """(source description, source file paths, as_of) from the YAML sidecar, if present."""
     try:
@@ -670,9 +652,7 @@ def _read_sidecar(path: Path) -> tuple[str, tuple[str, ...], date | None]:
         return "", (), None
     except (OSError, UnicodeDecodeError) as exc:
         raise CountryDataError(f"cannot read: {exc}", where=Location(path)) from None
-    data = _parse_simple_sidecar(text)
-    if data is None:  # not the plain form build_countries writes: use a real YAML parser
-        data = _parse_yaml(text, path)
+    data = _parse_yaml(text, path)
     if data is None:
         return "", (), None
     if not isinstance(data, dict):
@@ -704,52 +684,6 @@ def _read_sidecar(path: Path) -> tuple[str, tuple[str, ...], date | None]:
                 where=Location(path, key="as_of"),
             ) from None
     return description, files, as_of
-
-
-def _parse_simple_sidecar(text: str) -> dict | None:
-    """Parse the exact shape :func:`build_countries` writes, without importing PyYAML
-    (which costs 20-30 ms on every command). Returns None for anything else."""
-    data: dict = {}
-    source: dict | None = None
-    files: list[dict] | None = None
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        m = _SIDECAR_LINE.fullmatch(line)
-        if m is None:
-            return None
-        indent, key, value = len(m["indent"]), m["key"], m["value"]
-        if value is not None and value.startswith('"'):
-            try:
-                value = json.loads(value)
-            except ValueError:  # a YAML escape that JSON lacks
-                return None
-        elif value is not None:
-            value = value.strip()
-            if value.lower() in ("null", "~", "true", "false", "yes", "no", "on", "off"):
-                return None
-        dash = line.lstrip().startswith("- ")
-        if indent == 0 and not dash:
-            if key == "source" and value is None:
-                source = data["source"] = {}
-            elif value is None:
-                return None
-            else:
-                data[key] = value
-        elif indent == 2 and not dash and source is not None:
-            if key == "files" and value is None:
-                files = source["files"] = []
-            elif value is None:
-                return None
-            else:
-                source[key] = value
-        elif indent == 4 and dash and files is not None and value is not None:
-            files.append({key: value})
-        elif indent == 6 and not dash and files and value is not None:
-            files[-1][key] = value
-        else:
-            return None
-    return data
 
 
 def _parse_yaml(text: str, path: Path) -> object:
