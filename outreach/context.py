@@ -7,6 +7,7 @@ differ per recipient become slots (see :mod:`outreach.render`).
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -22,6 +23,12 @@ from outreach.render import RecipientData
 ADOPTED = date(2008, 12, 10)  # adoption of the OP-ICESCR by the UN General Assembly
 IN_FORCE = date(2013, 5, 5)
 DATE_PATTERNS = {"en": "d MMMM y"}  # "24 October 2011" rather than CLDR's US-style default
+LIST_LOCALES = {"en": "en_GB"}  # "A, B and C", matching the British dates above
+# States whose English short name takes "the" inside a sentence ("the United Kingdom has…").
+# Codes, not names: the names themselves come from lists/countries.csv.
+EN_DEFINITE_ARTICLE = frozenset(
+    ["AE", "BS", "CD", "CF", "CG", "DO", "GB", "GM", "KM", "MH", "MV", "NL", "PH", "PS", "SB", "US"]
+)
 
 
 def ordinal(n: int, lang: str) -> str:
@@ -43,7 +50,27 @@ def month_year(d: date, lang: str) -> str:
 
 
 def join_names(names: list[str], lang: str, style: str = "standard") -> str:
-    return format_list(names, style=style, locale=lang) if names else ""
+    """'A, B and C' / 'A, B o C' / 'A, B ou C' in ``lang``."""
+    if not names:
+        return ""
+    text = format_list(names, style=style, locale=LIST_LOCALES.get(lang, lang))
+    if lang == "es" and len(names) > 1:
+        # Spanish writes "e" before an /i/ sound and "u" before an /o/ sound
+        last = names[-1].lower()
+        head = text[: len(text) - len(names[-1])]
+        if style == "standard" and re.match(r"h?i(?![aeou])", last) and head.endswith(" y "):
+            text = head[:-3] + " e " + names[-1]
+        elif style == "or" and re.match(r"h?o", last) and head.endswith(" o "):
+            text = head[:-3] + " u " + names[-1]
+    return text
+
+
+def name_in_text(country: Country, lang: str) -> str:
+    """The name as it reads inside a sentence: 'the United Kingdom' (en), else the name."""
+    name = country.name(lang)
+    if lang.split("-")[0].split("_")[0] == "en" and country.code in EN_DEFINITE_ARTICLE:
+        return f"the {name}"
+    return name
 
 
 def as_of_date(step: ResolvedStep) -> date:
@@ -171,6 +198,7 @@ def country_values_for(country: Country | None, lang: str, as_of: date) -> dict[
 _EMPTY_COUNTRY = {
     "code": "",
     "name": "",
+    "name_in_text": "",
     "hashtag": "",
     "handle": "",
     "signed_on": "",
@@ -190,6 +218,7 @@ def _country_values(country: Country, lang: str, as_of: date) -> tuple[tuple[str
     values = {
         "code": country.code,
         "name": country.name(lang),
+        "name_in_text": name_in_text(country, lang),
         "hashtag": country.hashtag,
         "handle": country.handle,
         "signed_on": long_date(sig_date, lang) if sig_date else "",
