@@ -7,7 +7,7 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from content_render import (
+from tests.content_render import (
     FORBIDDEN,
     GMAIL_CLIP,
     UNSUBSCRIBE,

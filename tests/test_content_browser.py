@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser import browser_page, requires_chromium
-from content_render import contact, shipped
+from tests.browser import browser_page, requires_chromium
+from tests.content_render import contact, shipped
 
 pytestmark = [pytest.mark.browser, requires_chromium]
 
