@@ -7,6 +7,9 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+
+from outreach.contacts import load_for_campaign
+from outreach.context import join_names, name_in_text
 from tests.content_render import (
     FORBIDDEN,
     GMAIL_CLIP,
@@ -18,9 +21,6 @@ from tests.content_render import (
     squash,
     world_2015,
 )
-
-from outreach.contacts import load_for_campaign
-from outreach.context import join_names, name_in_text
 
 STEPS = ("circular", "human-rights-day", "last-call")
 LANGS = ("en", "es", "fr")

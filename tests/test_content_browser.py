@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from tests.browser import browser_page, requires_chromium
 from tests.content_render import contact, shipped
 
