@@ -544,7 +544,7 @@ class Renderer:
         _check_markers(body + subject_out, template, values)
         html_out = _tag(self.compile_mjml(body, template), "h")
         text_out = _tag(mjml_to_text(body), "t")
-        subject_out = _tag(" ".join(subject_out.split()), "t")
+        subject_out = _tag(_one_line(subject_out), "t")
         v = Variant(
             step,
             template,
@@ -572,7 +572,7 @@ class Renderer:
         ctx = self._context(data, None)
         subject_out, body = self._jinja(template, used_lang, ctx, subject, preheader)
         return Message(
-            " ".join(subject_out.split()), self.compile_mjml(body, template), mjml_to_text(body)
+            _one_line(subject_out), self.compile_mjml(body, template), mjml_to_text(body)
         )
 
     def verify(
@@ -598,7 +598,7 @@ class Renderer:
         if (
             _Compiled.of(variant.source).fill(values) != body
             or mjml_to_text(body) != filled.text
-            or " ".join(naive_subject.split()) != filled.subject
+            or _one_line(naive_subject) != filled.subject
         ):
             raise TemplateError(
                 "a template uses a per-recipient value in a way that cannot be filled in per variant",
@@ -609,6 +609,11 @@ class Renderer:
 
     def variants(self) -> list[Variant]:
         return [v for bucket in self._variants.values() for v in bucket]
+
+
+def _one_line(text: str) -> str:
+    """A subject on one line: runs of ASCII whitespace become one space (no-break spaces stay)."""
+    return re.sub(r"[ \t\r\n\f\v]+", " ", text).strip(" ")
 
 
 def _tag(text: str, kind: str) -> str:

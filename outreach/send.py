@@ -341,6 +341,7 @@ def _plan_step(
     checked_variants: set[str] = set()
     by_variant: dict[str, list[Recipient]] = defaultdict(list)
     fallback_langs: Counter = Counter()
+    fallback_subjects: Counter = Counter()
     now = plan.now
     horizon = now + transport.schedule_ahead
 
@@ -409,7 +410,9 @@ def _plan_step(
         _tpl, lang = renderer.resolve_template(template_name, contact.language)
         if lang != contact.language:
             fallback_langs[(contact.language, lang)] += 1
-        subject, _subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
+        subject, subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
+        if subject_lang != lang:
+            fallback_subjects[(lang, subject_lang)] += 1
         if subject is None:
             raise ConfigError(
                 f"step {step.id!r} has no subject for {lang!r}",
@@ -432,6 +435,8 @@ def _plan_step(
 
     for (asked, got), n in sorted(fallback_langs.items()):
         sp.notes.append(f"{n} contact(s) asked for {asked!r}: template falls back to {got!r}")
+    for (asked, got), n in sorted(fallback_subjects.items()):
+        sp.notes.append(f"{n} contact(s) get the {got!r} subject: the step has none in {asked!r}")
     for vid, recs in by_variant.items():
         for chunk, notes in transport.split(sp.variants[vid], recs):
             sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))

@@ -354,3 +354,14 @@ def test_outreach_db_url(workspace: Path, cli, monkeypatch, tmp_path: Path) -> N
     monkeypatch.setenv("OUTREACH_DB", "postgresql://x/y")
     r = cli(workspace, *CIRCULAR, "--yes")
     assert r.exit_code == 1 and "unsupported database URL scheme 'postgresql'" in r.output
+
+
+def test_missing_subject_language_falls_back_and_the_plan_says_so(workspace: Path, cli) -> None:
+    path = workspace / "campaigns" / "december.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        re.sub(r"\n      fr: Agissez en décembre[^\n]*", "", text, count=1), encoding="utf-8"
+    )
+    r = cli(workspace, *CIRCULAR, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "contact(s) get the 'en' subject: the step has none in 'fr'" in r.output
