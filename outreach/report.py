@@ -1,0 +1,608 @@
+"""``outreach report``: what happened to a campaign's messages, computed with pandas from the
+ledger's sends joined with their tracking events.
+
+Per step (and broken down by segment, relationship, country status, country and language):
+sent, delivered, deferred, hard and soft bounces, drops, unique human opens (``sg_machine_open``
+opens, e.g. Apple Mail Privacy Protection, are counted apart), unique clicks, clicks per link,
+unsubscribes and spam reports, with rates; opens and clicks over time; the top countries by
+engagement. :func:`render` writes it as ``json``, ``csv`` or ``html`` (see
+``docs/report-format.md`` for the fields); the CLI prints ``table`` with rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from outreach.campaign import Campaign, load_campaign
+from outreach.exceptions import ConfigError
+from outreach.ledger import Ledger
+from outreach.workspace import Workspace
+
+FORMAT_VERSION = "outreach-report/1"
+DIMENSIONS = ("segment", "relationship", "country_status", "country", "language")
+COUNTS = (
+    "sent",
+    "delivered",
+    "deferred",
+    "bounced_hard",
+    "bounced_soft",
+    "dropped",
+    "opens_unique",
+    "opens_total",
+    "machine_opens_unique",
+    "clicks_unique",
+    "clicks_total",
+    "unsubscribes",
+    "spam_reports",
+)
+# rate → (numerator, denominator)
+RATES = {
+    "delivered_rate": ("delivered", "sent"),
+    "bounce_rate": ("bounced", "sent"),
+    "dropped_rate": ("dropped", "sent"),
+    "open_rate": ("opens_unique", "delivered"),
+    "click_rate": ("clicks_unique", "delivered"),
+    "click_to_open_rate": ("clicks_unique", "opens_unique"),
+    "unsubscribe_rate": ("unsubscribes", "delivered"),
+    "spam_rate": ("spam_reports", "delivered"),
+}
+METRICS = COUNTS + tuple(RATES)
+# the per-send event kinds the counts are built from
+KINDS = (
+    "delivered",
+    "deferred",
+    "bounced_hard",
+    "bounced_soft",
+    "dropped",
+    "open",
+    "machine_open",
+    "click",
+    "unsubscribe",
+    "spamreport",
+)
+_EVENT_NAMES = (
+    "delivered",
+    "deferred",
+    "bounce",
+    "dropped",
+    "open",
+    "click",
+    "unsubscribe",
+    "group_unsubscribe",
+    "spamreport",
+)
+SHARE_HOSTS = {
+    "x.com": "x",
+    "twitter.com": "x",
+    "bsky.app": "bsky",
+    "facebook.com": "facebook",
+    "linkedin.com": "linkedin",
+}
+_SHARE_PATHS = ("intent", "share", "sharer", "compose")
+TOP_COUNTRIES = 10
+
+
+@dataclass
+class StepReport:
+    step: str
+    totals: dict
+    by: dict[str, list[dict]]  # dimension → rows (``value`` + metrics)
+    links: list[dict]  # link, names, url, clicks_total, clicks_unique
+    timeline: list[dict]  # bucket, opens, clicks
+
+
+@dataclass
+class Report:
+    campaign: str
+    title: str
+    transport: str | None
+    generated_at: str
+    step_filter: str | None
+    granularity: str  # hour | day
+    events_matched: int
+    events_unmatched: int
+    steps: list[StepReport]
+    timeline: list[dict]
+    top_countries: list[dict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_events(self) -> bool:
+        return self.events_matched > 0
+
+    def as_dict(self) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "campaign": self.campaign,
+            "title": self.title,
+            "transport": self.transport,
+            "generated_at": self.generated_at,
+            "step_filter": self.step_filter,
+            "has_events": self.has_events,
+            "events": {"matched": self.events_matched, "unmatched": self.events_unmatched},
+            "granularity": self.granularity,
+            "steps": [
+                {
+                    "step": s.step,
+                    "totals": s.totals,
+                    "by": s.by,
+                    "links": s.links,
+                    "timeline": s.timeline,
+                }
+                for s in self.steps
+            ],
+            "timeline": self.timeline,
+            "top_countries": self.top_countries,
+            "notes": self.notes,
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# Links
+
+
+def _norm_url(url: str) -> str:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
+    path = parts.path.rstrip("/")
+    q = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}{q}"
+
+
+class LinkNamer:
+    """Names clicked URLs after the campaign's ``links``; share intents become ``share:x`` etc."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.by_url: dict[str, list[str]] = {}
+        for name, spec in campaign.links.items():
+            self.by_url.setdefault(_norm_url(spec.url), []).append(name)
+        self.unsubscribe = campaign.spec.unsubscribe.url
+        self._urls = {name: spec.url for name, spec in campaign.links.items()}
+
+    def links_url(self, name: str) -> str | None:
+        return self._urls.get(name)
+
+    def names(self, url: str) -> tuple[str, list[str]]:
+        """(label, campaign link names) for a clicked URL."""
+        norm = _norm_url(url)
+        names = self.by_url.get(norm)
+        if names is None and "?" in norm:
+            names = self.by_url.get(norm.split("?", 1)[0])
+        if names:
+            label = (
+                names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} sharing its URL)"
+            )
+            return label, list(names)
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError:
+            return f"other: {url[:60]}", []
+        host = parts.netloc.lower().removeprefix("www.")
+        if self.unsubscribe and url.startswith(self.unsubscribe):
+            return "unsubscribe link", []
+        platform = SHARE_HOSTS.get(host)
+        if platform and any(p in parts.path.lower() for p in _SHARE_PATHS):
+            return f"share:{platform}", []
+        return f"other: {host}{parts.path}"[:80], []
+
+
+# ------------------------------------------------------------------------------------------
+# Building
+
+
+def _rate(num: float, den: float) -> float | None:
+    return round(float(num) / float(den), 4) if den else None
+
+
+def _with_rates(counts: dict) -> dict:
+    out = {k: int(counts.get(k, 0)) for k in COUNTS}
+    bounced = out["bounced_hard"] + out["bounced_soft"]
+    for name, (num, den) in RATES.items():
+        n = bounced if num == "bounced" else out[num]
+        out[name] = _rate(n, out[den])
+    return out
+
+
+def choose_transport(ledger: Ledger, campaign: str, wanted: str | None) -> str | None:
+    used = ledger.transports_used(campaign)
+    if wanted:
+        return wanted
+    if "sendgrid" in used:
+        return "sendgrid"
+    return used[0] if used else None
+
+
+def _load(ledger: Ledger, campaign: str, transport: str | None, step: str | None):
+    sql = (
+        "SELECT send_id, step, status, segment, relationship, country, country_status, language "
+        "FROM sends WHERE campaign = ? AND transport = ?"
+    )
+    args: list = [campaign, transport or ""]
+    if step:
+        sql += " AND step = ?"
+        args.append(step)
+    cur = ledger.conn.execute(sql, args)
+    sends = pd.DataFrame.from_records(
+        cur.fetchall(),
+        columns=[
+            "send_id",
+            "step",
+            "status",
+            "segment",
+            "relationship",
+            "country",
+            "country_status",
+            "language",
+        ],
+    )
+    q = ",".join("?" * len(_EVENT_NAMES))
+    esql = (
+        "SELECT send_id, event, timestamp, url, type, machine_open FROM events "
+        f"WHERE campaign = ? AND matched = 1 AND event IN ({q})"
+    )
+    eargs: list = [campaign, *_EVENT_NAMES]
+    if step:
+        esql += " AND step = ?"
+        eargs.append(step)
+    cur = ledger.conn.execute(esql, eargs)
+    events = pd.DataFrame.from_records(
+        cur.fetchall(), columns=["send_id", "event", "timestamp", "url", "type", "machine_open"]
+    )
+    unmatched_sql = "SELECT count(*) FROM events WHERE campaign = ? AND matched = 0"
+    uargs: list = [campaign]
+    if step:
+        unmatched_sql += " AND step = ?"
+        uargs.append(step)
+    unmatched = ledger.conn.execute(unmatched_sql, uargs).fetchone()[0]
+    return sends, events, unmatched
+
+
+def _kinds(events: pd.DataFrame) -> pd.Series:
+    ev = events["event"].to_numpy(dtype=object)
+    typ = events["type"].fillna("").str.lower().to_numpy(dtype=object)
+    machine = events["machine_open"].fillna(0).astype(int).to_numpy() == 1
+    kind = np.full(len(events), "", dtype=object)
+    for name in ("delivered", "deferred", "dropped", "click", "spamreport", "unsubscribe"):
+        kind[ev == name] = name
+    kind[ev == "group_unsubscribe"] = "unsubscribe"
+    bounce = ev == "bounce"
+    kind[bounce & (typ == "blocked")] = "bounced_soft"
+    kind[bounce & (typ != "blocked")] = "bounced_hard"
+    opens = ev == "open"
+    kind[opens & machine] = "machine_open"
+    kind[opens & ~machine] = "open"
+    return pd.Series(kind, index=events.index)
+
+
+def _metrics(frame: pd.DataFrame) -> dict:
+    """Counts for a frame of per-send rows (one row per send, with per-kind event counts)."""
+    sent = frame["is_sent"]
+    return {
+        "sent": int(sent.sum()),
+        "delivered": int((frame["delivered"] > 0).sum()),
+        "deferred": int((frame["deferred"] > 0).sum()),
+        "bounced_hard": int((frame["bounced_hard"] > 0).sum()),
+        "bounced_soft": int(((frame["bounced_soft"] > 0) & (frame["bounced_hard"] == 0)).sum()),
+        "dropped": int((frame["dropped"] > 0).sum()),
+        "opens_unique": int((frame["open"] > 0).sum()),
+        "opens_total": int(frame["open"].sum()),
+        "machine_opens_unique": int((frame["machine_open"] > 0).sum()),
+        "clicks_unique": int((frame["click"] > 0).sum()),
+        "clicks_total": int(frame["click"].sum()),
+        "unsubscribes": int((frame["unsubscribe"] > 0).sum()),
+        "spam_reports": int((frame["spamreport"] > 0).sum()),
+    }
+
+
+def _group_metrics(frame: pd.DataFrame, dim: str) -> list[dict]:
+    """Vectorised :func:`_metrics` per value of ``dim``."""
+    if frame.empty:
+        return []
+    flags = pd.DataFrame(
+        {
+            "sent": frame["is_sent"].astype(int),
+            "delivered": (frame["delivered"] > 0).astype(int),
+            "deferred": (frame["deferred"] > 0).astype(int),
+            "bounced_hard": (frame["bounced_hard"] > 0).astype(int),
+            "bounced_soft": ((frame["bounced_soft"] > 0) & (frame["bounced_hard"] == 0)).astype(
+                int
+            ),
+            "dropped": (frame["dropped"] > 0).astype(int),
+            "opens_unique": (frame["open"] > 0).astype(int),
+            "opens_total": frame["open"].astype(int),
+            "machine_opens_unique": (frame["machine_open"] > 0).astype(int),
+            "clicks_unique": (frame["click"] > 0).astype(int),
+            "clicks_total": frame["click"].astype(int),
+            "unsubscribes": (frame["unsubscribe"] > 0).astype(int),
+            "spam_reports": (frame["spamreport"] > 0).astype(int),
+            "value": frame[dim].to_numpy(),
+        }
+    )
+    sums = flags.groupby("value", sort=True, observed=True).sum()
+    sums = sums.sort_values(["sent"], ascending=False, kind="stable")
+    return [{"value": str(v), **_with_rates(row)} for v, row in sums.to_dict("index").items()]
+
+
+def _bucket(ts: pd.Series, granularity: str) -> pd.Series:
+    dt = pd.to_datetime(ts, unit="s", utc=True)
+    return dt.dt.floor("h" if granularity == "hour" else "D")
+
+
+def _timeline(ev: pd.DataFrame, granularity: str) -> list[dict]:
+    sub = ev[ev["kind"].isin(("open", "click")) & ev["timestamp"].notna()]
+    if sub.empty:
+        return []
+    b = _bucket(sub["timestamp"].astype("int64"), granularity)
+    counts = pd.crosstab(b, sub["kind"]).reindex(columns=["open", "click"], fill_value=0)
+    fmt = "%Y-%m-%dT%H:00Z" if granularity == "hour" else "%Y-%m-%d"
+    return [
+        {"bucket": idx.strftime(fmt), "opens": int(r["open"]), "clicks": int(r["click"])}
+        for idx, r in counts.sort_index().iterrows()
+    ]
+
+
+def report(
+    ws: Workspace, campaign: str, step: str | None = None, *, transport: str | None = None
+) -> Report:
+    """Build the report of ``campaign`` (optionally one ``step``) from the ledger."""
+    c = load_campaign(ws.root, campaign)
+    if step is not None:
+        c.step(step)  # raises with the list of steps
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        tname = choose_transport(ledger, c.name, transport)
+        sends, events, unmatched = _load(ledger, c.name, tname, step)
+    return build(c, sends, events, unmatched, tname, step)
+
+
+def build(
+    c: Campaign,
+    sends: pd.DataFrame,
+    events: pd.DataFrame,
+    unmatched: int,
+    transport: str | None,
+    step: str | None = None,
+) -> Report:
+    """The report from loaded frames (``sends`` rows and ``events`` of this campaign)."""
+    notes: list[str] = []
+    sends = sends.copy()
+    sends["is_sent"] = sends["status"] == "sent"
+    for dim in DIMENSIONS:
+        sends[dim] = sends[dim].fillna("").replace("", "(none)")
+    # attach events to their send rows (an event of another transport's row is left out)
+    idx = pd.Index(sends["send_id"])
+    events = events.copy()
+    events["row"] = idx.get_indexer(events["send_id"]) if len(events) else []
+    events = events[events["row"] >= 0]
+    events["kind"] = _kinds(events) if len(events) else pd.Series(dtype=object)
+    counts = np.zeros((len(sends), len(KINDS)), dtype=np.int64)
+    if len(events):
+        k = pd.Categorical(events["kind"], categories=list(KINDS)).codes
+        ok = k >= 0
+        np.add.at(counts, (events["row"].to_numpy()[ok], k[ok]), 1)
+    for j, name in enumerate(KINDS):
+        sends[name] = counts[:, j]
+    # a send counts in the report if it was sent, or if events say it went out
+    has_events = counts.sum(axis=1) > 0
+    frame = sends[sends["is_sent"] | has_events]
+    not_sent_with_events = int((~sends["is_sent"] & has_events).sum())
+    if not_sent_with_events:
+        notes.append(
+            f"{not_sent_with_events} message(s) whose ledger status is not 'sent' (e.g. 'unknown') "
+            "have events; they are included in the per-step figures but not in 'sent'"
+        )
+
+    span = 0
+    if len(events) and events["timestamp"].notna().any():
+        ts = events["timestamp"].dropna()
+        span = int(ts.max() - ts.min())
+    granularity = "hour" if span <= 3 * 86400 else "day"
+
+    namer = LinkNamer(c)
+    steps_out: list[StepReport] = []
+    order = [s.id for s in c.steps if step is None or s.id == step]
+    ev_steps = sends["step"].to_numpy()[events["row"].to_numpy()] if len(events) else np.array([])
+    events = events.assign(step=ev_steps)
+    for sid in order:
+        f = frame[frame["step"] == sid]
+        if f.empty and step is None:
+            continue
+        e = events[events["step"] == sid]
+        totals = _with_rates(_metrics(f)) if len(f) else _with_rates({})
+        by = {dim: _group_metrics(f, dim) for dim in DIMENSIONS}
+        steps_out.append(StepReport(sid, totals, by, _links(e, namer), _timeline(e, granularity)))
+
+    timeline = _timeline(events, granularity)
+    top = _top_countries(frame)
+    matched = len(events)
+    if not matched:
+        notes.insert(
+            0,
+            "no tracking events recorded for this campaign yet: delivery, opens and clicks are 0 "
+            "until SendGrid's Event Webhook (outreach events serve) or an import brings them",
+        )
+    if unmatched:
+        notes.append(
+            f"{unmatched} event(s) name this campaign but match no message in the ledger "
+            "(kept as unmatched, not counted)"
+        )
+    if step is not None and frame[frame["step"] == step].empty:
+        notes.append(f"nothing has been sent for step {step!r} yet")
+    elif not steps_out:
+        notes.append(
+            f"nothing has been sent for this campaign{' through ' + transport if transport else ''} yet"
+        )
+    shared = [names for names in namer.by_url.values() if len(names) > 1]
+    if shared:
+        notes.append(
+            "links sharing one URL cannot be told apart in clicks: "
+            + "; ".join(", ".join(n) for n in shared)
+        )
+    return Report(
+        campaign=c.name,
+        title=c.title,
+        transport=transport,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        step_filter=step,
+        granularity=granularity,
+        events_matched=matched,
+        events_unmatched=int(unmatched),
+        steps=steps_out,
+        timeline=timeline,
+        top_countries=top,
+        notes=notes,
+    )
+
+
+def _links(e: pd.DataFrame, namer: LinkNamer) -> list[dict]:
+    clicks = e[(e["kind"] == "click") & e["url"].notna()]
+    if clicks.empty:
+        return []
+    named = {u: namer.names(str(u)) for u in clicks["url"].unique()}
+    labels = clicks["url"].map(lambda u: named[u][0])
+    agg = (
+        clicks.assign(link=labels)
+        .groupby("link", sort=False)
+        .agg(total=("row", "size"), unique=("row", "nunique"), url=("url", "first"))
+    )
+    out = []
+    for label, r in agg.iterrows():
+        names = named[r["url"]][1]
+        url = (
+            namer.links_url(names[0])
+            if names
+            else (None if str(label).startswith("share:") else r["url"])
+        )
+        out.append(
+            {
+                "link": str(label),
+                "names": names,
+                "url": url,
+                "clicks_total": int(r["total"]),
+                "clicks_unique": int(r["unique"]),
+            }
+        )
+    out.sort(key=lambda m: (-m["clicks_unique"], -m["clicks_total"], m["link"]))
+    return out
+
+
+def _top_countries(frame: pd.DataFrame) -> list[dict]:
+    if frame.empty:
+        return []
+    f = frame[frame["country"] != "(none)"]
+    if f.empty:
+        return []
+    g = pd.DataFrame(
+        {
+            "country": f["country"],
+            "country_status": f["country_status"],
+            "sent": f["is_sent"].astype(int),
+            "engaged": ((f["open"] > 0) | (f["click"] > 0)).astype(int),
+            "opens": (f["open"] > 0).astype(int),
+            "clicks": (f["click"] > 0).astype(int),
+        }
+    )
+    agg = g.groupby("country", sort=True).agg(
+        country_status=("country_status", "first"),
+        sent=("sent", "sum"),
+        engaged=("engaged", "sum"),
+        opens=("opens", "sum"),
+        clicks=("clicks", "sum"),
+    )
+    agg = agg[agg["engaged"] > 0]
+    agg["engagement_rate"] = [_rate(e, s) for e, s in zip(agg["engaged"], agg["sent"], strict=True)]
+    agg = agg.sort_values(
+        ["engaged", "clicks", "sent"], ascending=[False, False, True], kind="stable"
+    ).head(TOP_COUNTRIES)
+    return [
+        {
+            "country": str(code),
+            "country_status": str(r["country_status"]),
+            "sent": int(r["sent"]),
+            "engaged": int(r["engaged"]),
+            "opens_unique": int(r["opens"]),
+            "clicks_unique": int(r["clicks"]),
+            "engagement_rate": r["engagement_rate"],
+        }
+        for code, r in agg.iterrows()
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering
+
+
+CSV_FIELDS = ("step", "dimension", "value", *METRICS, "link_url")
+
+
+def to_csv(rep: Report) -> str:
+    """One row per (step, dimension, value); ``dimension`` is ``all`` for the step's totals and
+    ``link`` for clicks per link (only ``clicks_total``/``clicks_unique`` filled)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+
+    def fmt(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.4f}"
+        return v
+
+    for s in rep.steps:
+        w.writerow(
+            {
+                "step": s.step,
+                "dimension": "all",
+                "value": "all",
+                **{k: fmt(s.totals[k]) for k in METRICS},
+            }
+        )
+        for dim in DIMENSIONS:
+            for row in s.by[dim]:
+                w.writerow(
+                    {
+                        "step": s.step,
+                        "dimension": dim,
+                        **{k: fmt(row[k]) for k in ("value", *METRICS)},
+                    }
+                )
+        for link in s.links:
+            w.writerow(
+                {
+                    "step": s.step,
+                    "dimension": "link",
+                    "value": link["link"],
+                    "clicks_total": link["clicks_total"],
+                    "clicks_unique": link["clicks_unique"],
+                    "link_url": link["url"] or "",
+                }
+            )
+    return buf.getvalue()
+
+
+def render(rep: Report, fmt: str) -> str:
+    """The report as ``json``, ``csv``, ``html`` or plain ``table`` text."""
+    if fmt == "json":
+        return json.dumps(rep.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return to_csv(rep)
+    if fmt == "html":
+        from outreach.report_html import to_html
+
+        return to_html(rep)
+    if fmt == "table":
+        from outreach.console_tracking import report_text
+
+        return report_text(rep)
+    raise ConfigError(f"unknown report format {fmt!r}", hint="use table, json, csv or html")
