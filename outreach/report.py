@@ -259,13 +259,13 @@ def _load(ledger: Ledger, campaign: str, transport: str | None, step: str | None
     events = pd.DataFrame.from_records(
         cur.fetchall(), columns=["send_id", "event", "timestamp", "url", "type", "machine_open"]
     )
-    unmatched_sql = "SELECT count(*) FROM events WHERE campaign = ? AND matched = 0"
-    uargs: list = [campaign]
+    count_sql = "SELECT matched, count(*) FROM events WHERE campaign = ?"
+    cargs: list = [campaign]
     if step:
-        unmatched_sql += " AND step = ?"
-        uargs.append(step)
-    unmatched = ledger.conn.execute(unmatched_sql, uargs).fetchone()[0]
-    return sends, events, unmatched
+        count_sql += " AND step = ?"
+        cargs.append(step)
+    counts = dict(ledger.conn.execute(count_sql + " GROUP BY matched", cargs).fetchall())
+    return sends, events, (counts.get(1, 0), counts.get(0, 0))
 
 
 def _kinds(events: pd.DataFrame) -> pd.Series:
@@ -361,8 +361,8 @@ def report(
         c.step(step)  # raises with the list of steps
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         tname = choose_transport(ledger, c.name, transport)
-        sends, events, unmatched = _load(ledger, c.name, tname, step)
-    return build(c, sends, events, unmatched, tname, step)
+        sends, events, (stored, unmatched) = _load(ledger, c.name, tname, step)
+    return build(c, sends, events, unmatched, tname, step, stored=stored)
 
 
 def build(
@@ -372,8 +372,12 @@ def build(
     unmatched: int,
     transport: str | None,
     step: str | None = None,
+    stored: int | None = None,
 ) -> Report:
-    """The report from loaded frames (``sends`` rows and ``events`` of this campaign)."""
+    """The report from loaded frames (``sends`` rows and ``events`` of this campaign).
+
+    ``stored`` is the number of matched events of the campaign in the ledger (every kind,
+    ``processed`` included); by default, the events passed in."""
     notes: list[str] = []
     sends = sends.copy()
     sends["is_sent"] = sends["status"] == "sent"
@@ -424,7 +428,7 @@ def build(
 
     timeline = _timeline(events, granularity)
     top = _top_countries(frame)
-    matched = len(events)
+    matched = len(events) if stored is None else int(stored)
     if not matched:
         notes.insert(
             0,

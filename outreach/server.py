@@ -34,6 +34,7 @@ import re
 import threading
 import time
 from collections import Counter
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
@@ -136,7 +137,24 @@ class App:
             routes.append(
                 Route(prefix + "/{token}", self.unsubscribe, methods=["GET", "POST", "HEAD"])
             )
-        self.app = Starlette(routes=routes)
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette):
+        yield
+        # logged on shutdown (uvicorn re-raises SIGTERM/SIGINT after this, ending the process)
+        st = self.stats
+        log.info(
+            "stopped: %d batch(es), %d event(s), %d stored, %d duplicate, %d unmatched, "
+            "%d unsubscribe(s); rejections: %s",
+            st.batches,
+            st.events,
+            st.stored,
+            st.duplicates,
+            st.unmatched,
+            st.unsubscribes,
+            ", ".join(f"{k}={v}" for k, v in sorted(st.rejected.items())) or "none",
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -409,25 +427,11 @@ def serve(
             port=port,
             log_config=None,
             access_log=False,
-            lifespan="off",
+            lifespan="on",
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
-        try:
-            asyncio.run(server.serve())
-        finally:
-            st = app.stats
-            log.info(
-                "stopped: %d batch(es), %d event(s), %d stored, %d duplicate, %d unmatched, "
-                "%d unsubscribe(s); rejections: %s",
-                st.batches,
-                st.events,
-                st.stored,
-                st.duplicates,
-                st.unmatched,
-                st.unsubscribes,
-                ", ".join(f"{k}={v}" for k, v in sorted(st.rejected.items())) or "none",
-            )
+        asyncio.run(server.serve())
         return app.stats
 
 
