@@ -65,7 +65,7 @@ def _svg(fig: Figure, salt: str) -> str:
     return text
 
 
-def _fig(width: float = 6.4, height: float = 3.2) -> tuple[Figure, object]:
+def _fig(width: float = 5.2, height: float = 3.0) -> tuple[Figure, object]:
     fig, ax = plt.subplots(figsize=(width, height), dpi=100)
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_axisbelow(True)
@@ -76,7 +76,7 @@ def funnel_chart(s: StepReport) -> str:
     t = s.totals
     labels = ["sent", "delivered", "opened", "clicked"]
     values = [t["sent"], t["delivered"], t["opens_unique"], t["clicks_unique"]]
-    fig, ax = _fig(6.4, 2.6)
+    fig, ax = _fig(5.2, 2.6)
     y = list(range(len(labels)))[::-1]
     ax.barh(y, values, color=[COLORS[k] for k in labels], height=0.62)
     ax.set_yticks(y, [f"{lab}" for lab in labels])
@@ -98,7 +98,7 @@ def timeline_chart(rep: Report) -> str | None:
     x = pd.to_datetime([b["bucket"] for b in rep.timeline], utc=True)
     opens = [b["opens"] for b in rep.timeline]
     clicks = [b["clicks"] for b in rep.timeline]
-    fig, ax = _fig(6.4, 3.0)
+    fig, ax = _fig(5.2, 3.0)
     if len(x) == 1:
         ax.bar(x, opens, width=0.02, color=COLORS["opens"], label="opens (people)")
         ax.bar(x, clicks, width=0.02, color=COLORS["clicks"], label="clicks", bottom=opens)
@@ -124,7 +124,7 @@ def links_chart(rep: Report) -> str | None:
     if not totals:
         return None
     items = sorted(totals.items(), key=lambda kv: kv[1])[-15:]
-    fig, ax = _fig(6.4, 0.8 + 0.32 * len(items))
+    fig, ax = _fig(5.2, 0.8 + 0.32 * len(items))
     ax.barh([k for k, _ in items], [v for _, v in items], color=COLORS["clicks"], height=0.6)
     for i, (_, v) in enumerate(items):
         ax.text(v, i, f" {v}", va="center", fontsize=9)
@@ -151,7 +151,7 @@ def status_chart(rep: Report) -> str | None:
         den = agg[n]["delivered"] or agg[n]["sent"]
         open_rate.append(agg[n]["opens"] / den * 100 if den else 0)
         click_rate.append(agg[n]["clicks"] / den * 100 if den else 0)
-    fig, ax = _fig(6.4, 3.0)
+    fig, ax = _fig(5.2, 3.0)
     xs = range(len(names))
     ax.bar(
         [x - 0.2 for x in xs], open_rate, width=0.4, color=COLORS["opens"], label="opened (people)"

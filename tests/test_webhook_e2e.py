@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tracking_support import Signer, http, make_workspace, run_server, send_outbox
 
 pytestmark = pytest.mark.slow
@@ -258,7 +257,7 @@ def test_webhook_end_to_end(tmp_path: Path) -> None:
         assert f"{reason}={n}" in log, (reason, log[-3000:])
     assert "truncated=1" in log or "bad-json=3" in log
     assert any(
-        line.startswith("stopped:") or "stopped:" in line and "rejections:" in line
+        line.startswith("stopped:") or ("stopped:" in line and "rejections:" in line)
         for line in log.splitlines()
     ), log[-2000:]
 
@@ -370,3 +369,32 @@ def test_webhook_end_to_end(tmp_path: Path) -> None:
     hrd_emails = {r.contact.email for r in hrd.recipients}
     assert not hrd_emails & set(expected)
     assert sum(n for k, n in hrd.exclusions.items() if k.startswith("suppressed: ")) == 7
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from outreach.cli import main
+
+    root = make_workspace(tmp_path / "ws")
+    monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
+    res = CliRunner().invoke(main, ["-C", str(root), "events", "serve", "--port", "1"])
+    assert res.exit_code == 1
+    assert (
+        "SENDGRID_WEBHOOK_PUBLIC_KEY is not set" in res.output
+        and "--insecure-no-verify" in res.output
+    )
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", "bm90IGEga2V5")
+    res = CliRunner().invoke(main, ["-C", str(root), "events", "serve", "--port", "1"])
+    assert res.exit_code == 1 and "not a valid public key" in res.output
+
+
+def test_insecure_mode_warns_at_start_and_per_request(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "ws")
+    with run_server(root, {}, "--insecure-no-verify") as server:
+        data = body([{"event": "open", "email": "a@example.org", "sg_event_id": "x1"}])
+        status, _h, resp = http(server.port, "POST", "/events", data)
+        assert status == 200 and json.loads(resp) == {"stored": 1, "duplicates": 0, "unmatched": 1}
+    log = server.log
+    assert "SIGNATURE VERIFICATION IS OFF" in log
+    assert "UNVERIFIED webhook request accepted" in log

@@ -5,6 +5,7 @@ HTTP client that can send what a well-behaved client would not (truncated, overs
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -167,10 +168,9 @@ def http(
         payload = body
     raw = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
+        # the server may answer early (413) and close: then read what it said
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered early (413) and closed: read what it said
         if content_length is not None and content_length > len(body):
             s.shutdown(socket.SHUT_WR)  # the client "dies" mid-body
         data = b""
