@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from outreach.exceptions import LedgerError, Location
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
 
 MIGRATIONS: dict[int, str] = {
@@ -139,6 +139,12 @@ MIGRATIONS: dict[int, str] = {
         at      TEXT NOT NULL,
         note    TEXT
     );
+    """,
+    # 2: a covering index for `outreach report` (reads 1M events without touching the table)
+    # and for counting matched/unmatched events per campaign
+    2: """
+    CREATE INDEX IF NOT EXISTS events_report ON events
+        (campaign, matched, event, send_id, timestamp, type, machine_open, url);
     """,
 }
 

@@ -223,132 +223,149 @@ def choose_transport(ledger: Ledger, campaign: str, wanted: str | None) -> str |
     return used[0] if used else None
 
 
-def _load(ledger: Ledger, campaign: str, transport: str | None, step: str | None):
-    sql = (
-        "SELECT send_id, step, status, segment, relationship, country, country_status, language "
-        "FROM sends WHERE campaign = ? AND transport = ?"
-    )
+SEND_COLUMNS = (
+    "rowid",
+    "send_id",
+    "step",
+    "status",
+    "segment",
+    "relationship",
+    "country",
+    "country_status",
+    "language",
+)
+# SQLite maps each event to its kind's index in KINDS (bounce type and machine opens included)
+_KIND_SQL = """CASE e.event
+    WHEN 'delivered' THEN 0 WHEN 'deferred' THEN 1
+    WHEN 'bounce' THEN (CASE WHEN lower(coalesce(e.type, '')) = 'blocked' THEN 3 ELSE 2 END)
+    WHEN 'dropped' THEN 4
+    WHEN 'open' THEN (CASE WHEN e.machine_open THEN 6 ELSE 5 END)
+    WHEN 'click' THEN 7 WHEN 'unsubscribe' THEN 8 WHEN 'group_unsubscribe' THEN 8
+    WHEN 'spamreport' THEN 9 END"""
+_OPEN, _CLICK = KINDS.index("open"), KINDS.index("click")
+
+
+@dataclass
+class Loaded:
+    """What the report is computed from: the sends, and their events as parallel arrays."""
+
+    sends: pd.DataFrame  # SEND_COLUMNS, ordered by rowid
+    ev_rowid: np.ndarray  # int64: the send row of each event
+    ev_kind: np.ndarray  # int8: index in KINDS
+    ev_ts: np.ndarray  # float64 (NaN when missing)
+    ev_url: np.ndarray  # object (None unless a click)
+    stored: int  # matched events of the campaign (any kind)
+    unmatched: int
+
+
+def load(ledger: Ledger, campaign: str, transport: str | None, step: str | None) -> Loaded:
+    """Read the campaign's sends and their events (the ``events_report`` index covers it)."""
+    where = "s.campaign = ? AND s.transport = ?"
     args: list = [campaign, transport or ""]
     if step:
-        sql += " AND step = ?"
+        where += " AND s.step = ?"
         args.append(step)
-    cur = ledger.conn.execute(sql, args)
-    sends = pd.DataFrame.from_records(
-        cur.fetchall(),
-        columns=[
-            "send_id",
-            "step",
-            "status",
-            "segment",
-            "relationship",
-            "country",
-            "country_status",
-            "language",
-        ],
+    cur = ledger.conn.execute(
+        f"SELECT s.rowid, {', '.join('s.' + c for c in SEND_COLUMNS[1:])} FROM sends s "
+        f"WHERE {where} ORDER BY s.rowid",
+        args,
     )
+    sends = pd.DataFrame.from_records(cur.fetchall(), columns=list(SEND_COLUMNS))
     q = ",".join("?" * len(_EVENT_NAMES))
-    esql = (
-        "SELECT send_id, event, timestamp, url, type, machine_open FROM events "
-        f"WHERE campaign = ? AND matched = 1 AND event IN ({q})"
+    # no join in SQL (a lookup per event is the slowest part): send ids are matched in pandas
+    cur = ledger.conn.execute(
+        f"SELECT e.send_id, {_KIND_SQL}, e.timestamp, e.url FROM events e "
+        f"WHERE e.campaign = ? AND e.matched = 1 AND e.event IN ({q})",
+        [campaign, *_EVENT_NAMES],
     )
-    eargs: list = [campaign, *_EVENT_NAMES]
-    if step:
-        esql += " AND step = ?"
-        eargs.append(step)
-    cur = ledger.conn.execute(esql, eargs)
-    events = pd.DataFrame.from_records(
-        cur.fetchall(), columns=["send_id", "event", "timestamp", "url", "type", "machine_open"]
-    )
+    rows = cur.fetchall()
+    if rows:
+        send_id, kind, ts, url = zip(*rows, strict=True)
+        pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(
+            np.array(send_id, dtype=object)
+        )
+        keep = pos >= 0  # events of another transport's (or step's) messages are left out
+        ev_rowid = sends["rowid"].to_numpy(dtype=np.int64)[pos[keep]]
+        ev_kind = np.fromiter(kind, dtype=np.int8, count=len(rows))[keep]
+        ev_ts = np.array(ts, dtype=np.float64)[keep]  # None → NaN
+        ev_url = np.array(url, dtype=object)[keep]
+    else:
+        ev_rowid = np.zeros(0, np.int64)
+        ev_kind = np.zeros(0, np.int8)
+        ev_ts = np.zeros(0, np.float64)
+        ev_url = np.zeros(0, object)
+    del rows
     count_sql = "SELECT matched, count(*) FROM events WHERE campaign = ?"
     cargs: list = [campaign]
     if step:
         count_sql += " AND step = ?"
         cargs.append(step)
     counts = dict(ledger.conn.execute(count_sql + " GROUP BY matched", cargs).fetchall())
-    return sends, events, (counts.get(1, 0), counts.get(0, 0))
+    return Loaded(sends, ev_rowid, ev_kind, ev_ts, ev_url, counts.get(1, 0), counts.get(0, 0))
 
 
-def _kinds(events: pd.DataFrame) -> pd.Series:
-    ev = events["event"].to_numpy(dtype=object)
-    typ = events["type"].fillna("").str.lower().to_numpy(dtype=object)
-    machine = events["machine_open"].fillna(0).astype(int).to_numpy() == 1
-    kind = np.full(len(events), "", dtype=object)
-    for name in ("delivered", "deferred", "dropped", "click", "spamreport", "unsubscribe"):
-        kind[ev == name] = name
-    kind[ev == "group_unsubscribe"] = "unsubscribe"
-    bounce = ev == "bounce"
-    kind[bounce & (typ == "blocked")] = "bounced_soft"
-    kind[bounce & (typ != "blocked")] = "bounced_hard"
-    opens = ev == "open"
-    kind[opens & machine] = "machine_open"
-    kind[opens & ~machine] = "open"
-    return pd.Series(kind, index=events.index)
+_FLAG_COLUMNS = {
+    "delivered": "delivered",
+    "deferred": "deferred",
+    "bounced_hard": "bounced_hard",
+    "dropped": "dropped",
+    "opens_unique": "open",
+    "machine_opens_unique": "machine_open",
+    "clicks_unique": "click",
+    "unsubscribes": "unsubscribe",
+    "spam_reports": "spamreport",
+}
+
+
+def _flags(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per send: 0/1 per counted metric (and the raw open/click counts for the totals)."""
+    out = {"sent": frame["is_sent"].astype(np.int64)}
+    for metric, kind in _FLAG_COLUMNS.items():
+        out[metric] = (frame[kind] > 0).astype(np.int64)
+    out["bounced_soft"] = ((frame["bounced_soft"] > 0) & (frame["bounced_hard"] == 0)).astype(
+        np.int64
+    )
+    out["opens_total"] = frame["open"].astype(np.int64)
+    out["clicks_total"] = frame["click"].astype(np.int64)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _metrics(frame: pd.DataFrame) -> dict:
     """Counts for a frame of per-send rows (one row per send, with per-kind event counts)."""
-    sent = frame["is_sent"]
-    return {
-        "sent": int(sent.sum()),
-        "delivered": int((frame["delivered"] > 0).sum()),
-        "deferred": int((frame["deferred"] > 0).sum()),
-        "bounced_hard": int((frame["bounced_hard"] > 0).sum()),
-        "bounced_soft": int(((frame["bounced_soft"] > 0) & (frame["bounced_hard"] == 0)).sum()),
-        "dropped": int((frame["dropped"] > 0).sum()),
-        "opens_unique": int((frame["open"] > 0).sum()),
-        "opens_total": int(frame["open"].sum()),
-        "machine_opens_unique": int((frame["machine_open"] > 0).sum()),
-        "clicks_unique": int((frame["click"] > 0).sum()),
-        "clicks_total": int(frame["click"].sum()),
-        "unsubscribes": int((frame["unsubscribe"] > 0).sum()),
-        "spam_reports": int((frame["spamreport"] > 0).sum()),
-    }
+    sums = _flags(frame).sum()
+    return {k: int(sums[k]) for k in COUNTS}
 
 
 def _group_metrics(frame: pd.DataFrame, dim: str) -> list[dict]:
-    """Vectorised :func:`_metrics` per value of ``dim``."""
+    """:func:`_metrics` per value of ``dim``, most ``sent`` first."""
     if frame.empty:
         return []
-    flags = pd.DataFrame(
-        {
-            "sent": frame["is_sent"].astype(int),
-            "delivered": (frame["delivered"] > 0).astype(int),
-            "deferred": (frame["deferred"] > 0).astype(int),
-            "bounced_hard": (frame["bounced_hard"] > 0).astype(int),
-            "bounced_soft": ((frame["bounced_soft"] > 0) & (frame["bounced_hard"] == 0)).astype(
-                int
-            ),
-            "dropped": (frame["dropped"] > 0).astype(int),
-            "opens_unique": (frame["open"] > 0).astype(int),
-            "opens_total": frame["open"].astype(int),
-            "machine_opens_unique": (frame["machine_open"] > 0).astype(int),
-            "clicks_unique": (frame["click"] > 0).astype(int),
-            "clicks_total": frame["click"].astype(int),
-            "unsubscribes": (frame["unsubscribe"] > 0).astype(int),
-            "spam_reports": (frame["spamreport"] > 0).astype(int),
-            "value": frame[dim].to_numpy(),
-        }
-    )
-    sums = flags.groupby("value", sort=True, observed=True).sum()
+    flags = _flags(frame)
+    flags["value"] = frame[dim].to_numpy(dtype=object)
+    sums = flags.groupby("value", sort=True).sum()
     sums = sums.sort_values(["sent"], ascending=False, kind="stable")
     return [{"value": str(v), **_with_rates(row)} for v, row in sums.to_dict("index").items()]
 
 
-def _bucket(ts: pd.Series, granularity: str) -> pd.Series:
-    dt = pd.to_datetime(ts, unit="s", utc=True)
-    return dt.dt.floor("h" if granularity == "hour" else "D")
-
-
-def _timeline(ev: pd.DataFrame, granularity: str) -> list[dict]:
-    sub = ev[ev["kind"].isin(("open", "click")) & ev["timestamp"].notna()]
-    if sub.empty:
+def _timeline(kind: np.ndarray, ts: np.ndarray, granularity: str) -> list[dict]:
+    mask = ((kind == _OPEN) | (kind == _CLICK)) & ~np.isnan(ts)
+    if not mask.any():
         return []
-    b = _bucket(sub["timestamp"].astype("int64"), granularity)
-    counts = pd.crosstab(b, sub["kind"]).reindex(columns=["open", "click"], fill_value=0)
+    size = 3600 if granularity == "hour" else 86400
+    bucket = (ts[mask] // size).astype(np.int64)
+    is_click = (kind[mask] == _CLICK).astype(np.int64)
+    keys, n = np.unique(bucket * 2 + is_click, return_counts=True)
+    per: dict[int, list[int]] = {}
+    for key, cnt in zip(keys.tolist(), n.tolist(), strict=True):
+        per.setdefault(key // 2, [0, 0])[key % 2] = cnt
     fmt = "%Y-%m-%dT%H:00Z" if granularity == "hour" else "%Y-%m-%d"
     return [
-        {"bucket": idx.strftime(fmt), "opens": int(r["open"]), "clicks": int(r["click"])}
-        for idx, r in counts.sort_index().iterrows()
+        {
+            "bucket": datetime.fromtimestamp(b * size, UTC).strftime(fmt),
+            "opens": oc[0],
+            "clicks": oc[1],
+        }
+        for b, oc in sorted(per.items())
     ]
 
 
@@ -361,39 +378,23 @@ def report(
         c.step(step)  # raises with the list of steps
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         tname = choose_transport(ledger, c.name, transport)
-        sends, events, (stored, unmatched) = _load(ledger, c.name, tname, step)
-    return build(c, sends, events, unmatched, tname, step, stored=stored)
+        data = load(ledger, c.name, tname, step)
+    return build(c, data, tname, step)
 
 
-def build(
-    c: Campaign,
-    sends: pd.DataFrame,
-    events: pd.DataFrame,
-    unmatched: int,
-    transport: str | None,
-    step: str | None = None,
-    stored: int | None = None,
-) -> Report:
-    """The report from loaded frames (``sends`` rows and ``events`` of this campaign).
-
-    ``stored`` is the number of matched events of the campaign in the ledger (every kind,
-    ``processed`` included); by default, the events passed in."""
+def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = None) -> Report:
+    """The report from what :func:`load` read."""
     notes: list[str] = []
-    sends = sends.copy()
-    sends["is_sent"] = sends["status"] == "sent"
+    sends = data.sends.copy()
+    sends["is_sent"] = (sends["status"] == "sent").to_numpy()
     for dim in DIMENSIONS:
         sends[dim] = sends[dim].fillna("").replace("", "(none)")
-    # attach events to their send rows (an event of another transport's row is left out)
-    idx = pd.Index(sends["send_id"])
-    events = events.copy()
-    events["row"] = idx.get_indexer(events["send_id"]) if len(events) else []
-    events = events[events["row"] >= 0]
-    events["kind"] = _kinds(events) if len(events) else pd.Series(dtype=object)
-    counts = np.zeros((len(sends), len(KINDS)), dtype=np.int64)
-    if len(events):
-        k = pd.Categorical(events["kind"], categories=list(KINDS)).codes
-        ok = k >= 0
-        np.add.at(counts, (events["row"].to_numpy()[ok], k[ok]), 1)
+    # attach events to their send rows: per-send counts of each kind
+    pos = np.searchsorted(sends["rowid"].to_numpy(dtype=np.int64), data.ev_rowid)
+    k = len(KINDS)
+    counts = np.bincount(pos.astype(np.int64) * k + data.ev_kind, minlength=len(sends) * k).reshape(
+        len(sends), k
+    )
     for j, name in enumerate(KINDS):
         sends[name] = counts[:, j]
     # a send counts in the report if it was sent, or if events say it went out
@@ -406,38 +407,37 @@ def build(
             "have events; they are included in the per-step figures but not in 'sent'"
         )
 
-    span = 0
-    if len(events) and events["timestamp"].notna().any():
-        ts = events["timestamp"].dropna()
-        span = int(ts.max() - ts.min())
+    ts = data.ev_ts[~np.isnan(data.ev_ts)]
+    span = float(ts.max() - ts.min()) if len(ts) else 0.0
     granularity = "hour" if span <= 3 * 86400 else "day"
 
     namer = LinkNamer(c)
     steps_out: list[StepReport] = []
     order = [s.id for s in c.steps if step is None or s.id == step]
-    ev_steps = sends["step"].to_numpy()[events["row"].to_numpy()] if len(events) else np.array([])
-    events = events.assign(step=ev_steps)
+    ev_step = sends["step"].to_numpy(dtype=object)[pos] if len(pos) else np.zeros(0, object)
     for sid in order:
         f = frame[frame["step"] == sid]
         if f.empty and step is None:
             continue
-        e = events[events["step"] == sid]
+        m = ev_step == sid
         totals = _with_rates(_metrics(f)) if len(f) else _with_rates({})
         by = {dim: _group_metrics(f, dim) for dim in DIMENSIONS}
-        steps_out.append(StepReport(sid, totals, by, _links(e, namer), _timeline(e, granularity)))
+        links = _links(data.ev_kind[m], data.ev_url[m], pos[m], namer)
+        timeline = _timeline(data.ev_kind[m], data.ev_ts[m], granularity)
+        steps_out.append(StepReport(sid, totals, by, links, timeline))
 
-    timeline = _timeline(events, granularity)
+    timeline = _timeline(data.ev_kind, data.ev_ts, granularity)
     top = _top_countries(frame)
-    matched = len(events) if stored is None else int(stored)
+    matched = int(data.stored)
     if not matched:
         notes.insert(
             0,
             "no tracking events recorded for this campaign yet: delivery, opens and clicks are 0 "
             "until SendGrid's Event Webhook (outreach events serve) or an import brings them",
         )
-    if unmatched:
+    if data.unmatched:
         notes.append(
-            f"{unmatched} event(s) name this campaign but match no message in the ledger "
+            f"{data.unmatched} event(s) name this campaign but match no message in the ledger "
             "(kept as unmatched, not counted)"
         )
     if step is not None and frame[frame["step"] == step].empty:
@@ -460,7 +460,7 @@ def build(
         step_filter=step,
         granularity=granularity,
         events_matched=matched,
-        events_unmatched=int(unmatched),
+        events_unmatched=int(data.unmatched),
         steps=steps_out,
         timeline=timeline,
         top_countries=top,
@@ -468,8 +468,12 @@ def build(
     )
 
 
-def _links(e: pd.DataFrame, namer: LinkNamer) -> list[dict]:
-    clicks = e[(e["kind"] == "click") & e["url"].notna()]
+def _links(kind: np.ndarray, url: np.ndarray, pos: np.ndarray, namer: LinkNamer) -> list[dict]:
+    m = kind == _CLICK
+    if not m.any():
+        return []
+    clicks = pd.DataFrame({"url": url[m], "row": pos[m]})
+    clicks = clicks[clicks["url"].notna()]
     if clicks.empty:
         return []
     named = {u: namer.names(str(u)) for u in clicks["url"].unique()}
@@ -482,16 +486,15 @@ def _links(e: pd.DataFrame, namer: LinkNamer) -> list[dict]:
     out = []
     for label, r in agg.iterrows():
         names = named[r["url"]][1]
-        url = (
-            namer.links_url(names[0])
-            if names
-            else (None if str(label).startswith("share:") else r["url"])
-        )
+        if names:
+            link_url = namer.links_url(names[0])
+        else:
+            link_url = None if str(label).startswith("share:") else r["url"]
         out.append(
             {
                 "link": str(label),
                 "names": names,
-                "url": url,
+                "url": link_url,
                 "clicks_total": int(r["total"]),
                 "clicks_unique": int(r["unique"]),
             }
