@@ -98,6 +98,8 @@ class IngestResult:
 
 
 def _text(value) -> str | None:
+    if value.__class__ is str:  # the common case, first
+        return value.strip() or None
     if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, bool):
@@ -264,14 +266,29 @@ def ingest(
     received_at = now_iso()
     with ledger.transaction() as c:
         matches = _match(ledger, evs)
+        # which ids are already stored (inside the write transaction: nobody else can add one)
+        ids = list({e.eid for e in evs})
+        known: set[str] = set()
+        for part in _chunks(ids):
+            q = ",".join("?" * len(part))
+            known.update(
+                r[0]
+                for r in c.execute(
+                    f"SELECT sg_event_id FROM events WHERE sg_event_id IN ({q})", part
+                )
+            )
         new: list[int] = []
+        params = []
         for i, e in enumerate(evs):
+            if e.eid in known:
+                result.duplicates += 1
+                continue
+            known.add(e.eid)  # a repeat inside this batch is a duplicate too
             m = matches.get(i)
             send_id, campaign, step, contact_id = (
                 m if m else (e.send_id, e.campaign, e.step, e.contact_id)
             )
-            cur = c.execute(
-                _INSERT,
+            params.append(
                 (
                     e.eid,
                     e.event,
@@ -290,11 +307,8 @@ def ingest(
                     source,
                     received_at,
                     e.raw,
-                ),
+                )
             )
-            if cur.rowcount != 1:
-                result.duplicates += 1
-                continue
             new.append(i)
             result.stored += 1
             result.by_event[e.event] += 1
@@ -304,6 +318,7 @@ def ingest(
                 result.unmatched += 1
                 if len(result.unmatched_examples) < 10:
                     result.unmatched_examples.append(_why_unmatched(e))
+        c.executemany(_INSERT, params)
         # suppressions follow the events' own order in time (a resubscribe after an unsubscribe)
         new.sort(key=lambda i: (evs[i].timestamp or 0, i))
         for i in new:
