@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import html
 import json
 import logging
@@ -431,7 +432,8 @@ def serve(
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
-        asyncio.run(server.serve())
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+            asyncio.run(server.serve())
         return app.stats
 
 

@@ -215,3 +215,30 @@ def test_report_cli(ws: Workspace) -> None:
     assert res.exit_code == 0 and "opened (people)" in res.output
     res = runner.invoke(main, ["-C", str(ws.root), "report", "nosuch"])
     assert res.exit_code == 1 and "no campaign named" in res.output
+
+
+def test_events_without_timestamp_or_url(ws: Workspace) -> None:
+    rows = add_events(ws)
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        r = rows[1]
+        res = ingest(
+            ledger,
+            [
+                {"event": "open", "email": r["email"], "send_id": r["send_id"]},
+                {
+                    "event": "click",
+                    "email": r["email"],
+                    "send_id": r["send_id"],
+                    "timestamp": 1_796_115_700,
+                },
+            ],
+            "test",
+        )
+    assert res.matched == 2
+    rep = report(ws, "december")
+    [s] = rep.steps
+    assert s.totals["opens_unique"] == len(range(0, len(rows), 2)) + 1
+    assert sum(b["opens"] for b in rep.timeline) == len(
+        range(0, len(rows), 2)
+    )  # no time, no bucket
+    assert s.totals["clicks_total"] == sum(link["clicks_total"] for link in s.links) + 1
