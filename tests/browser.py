@@ -24,16 +24,10 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str | None:
-    return (
-        os.environ.get("OUTREACH_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
+    return os.environ.get("OUTREACH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-requires_chromium = pytest.mark.skipif(
-    chromium_path() is None, reason="Debian's chromium is not installed"
-)
+requires_chromium = pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed")
 
 
 @contextmanager
@@ -47,20 +41,16 @@ def browser_page(width: int = 600, height: int = 900) -> Iterator[tuple[object, 
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
-        )
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.route(
                 "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(("file:", "data:"))
-                    else route.abort()
-                ),
+                lambda route: route.continue_()
+                if route.request.url.startswith(("file:", "data:"))
+                else route.abort(),
             )
             yield page, errors
         finally:
