@@ -303,5 +303,192 @@ def countries_build(ctx, source, out):
     click.echo(f"wrote {out}")
 
 
+# ------------------------------------------------------------------------------------------
+# events / suppressions / report
+
+
+@main.group()
+def events():
+    """Tracking events: the signed SendGrid Event Webhook, and imports of exported events."""
+
+
+@events.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-age",
+    default=600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Reject signed requests whose timestamp is further than this from now (replays).",
+)
+@click.option(
+    "--max-body",
+    default=5 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Reject webhook bodies larger than this (413).",
+)
+@click.option(
+    "--insecure-no-verify",
+    "insecure",
+    is_flag=True,
+    help="Accept unsigned events (local tests only; warns on every request).",
+)
+@click.pass_context
+def events_serve(ctx, host, port, max_age, max_body, insecure):
+    """Receive SendGrid's Event Webhook (POST /events) and one-click unsubscribes (/u/<id>).
+
+    Needs SENDGRID_WEBHOOK_PUBLIC_KEY (environment or .env). Events are answered 2xx only once
+    they are stored; forged, replayed, malformed and oversized requests are rejected and counted
+    in the log.
+    """
+    from outreach.server import serve
+
+    serve(
+        _workspace(ctx), host=host, port=port, max_age=max_age, max_body=max_body, insecure=insecure
+    )
+
+
+@events.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def events_import(ctx, files, as_json):
+    """Load events from exported FILES (JSON array, NDJSON or CSV); duplicates are skipped."""
+    from outreach.console_tracking import print_import
+    from outreach.events import import_files
+
+    result = import_files(_workspace(ctx), files)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "total": result.total.as_dict(),
+                    "files": {k: v.as_dict() for k, v in result.files.items()},
+                },
+                indent=2,
+            )
+        )
+        return
+    print_import(result)
+
+
+@main.group()
+def suppressions():
+    """Addresses that are never emailed again (bounces, complaints, unsubscribes, manual)."""
+
+
+@suppressions.command("list")
+@click.option("--email", metavar="EMAIL", help="Only this address (with its history).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def suppressions_list(ctx, email, as_json):
+    """List active suppressions (newest first)."""
+    from dataclasses import asdict
+
+    from outreach.console_tracking import print_suppressions
+    from outreach.suppressions import listing
+
+    result = listing(_workspace(ctx), email)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2))
+        return
+    print_suppressions(result)
+
+
+@suppressions.command("add")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (recorded in the log).")
+@click.option("--by", metavar="WHO", help="Who is making the change. Default: the OS user.")
+@click.pass_context
+def suppressions_add(ctx, email, reason, by):
+    """Suppress EMAIL by hand."""
+    from outreach.suppressions import add
+
+    changed = add(_workspace(ctx), email, reason, by)
+    click.echo(f"suppressed {email}" if changed else f"{email} was already suppressed")
+
+
+@suppressions.command("remove")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (recorded in the log).")
+@click.option("--by", metavar="WHO", help="Who is making the change. Default: the OS user.")
+@click.pass_context
+def suppressions_remove(ctx, email, reason, by):
+    """Lift the suppression of EMAIL (it can be emailed again)."""
+    from outreach.suppressions import remove
+
+    changed = remove(_workspace(ctx), email, reason, by)
+    if not changed:
+        raise click.ClickException(f"{email} is not suppressed")
+    click.echo(f"lifted the suppression of {email}")
+
+
+@suppressions.command("sync")
+@click.option("--by", metavar="WHO", help="Recorded in the log. Default: the OS user.")
+@click.pass_context
+def suppressions_sync(ctx, by):
+    """Add SendGrid's bounces, spam reports, invalid emails and unsubscribes to the local list.
+
+    Blocks are read and counted but not suppressed (they are temporary refusals).
+    """
+    from outreach.suppressions import sync
+
+    res = sync(_workspace(ctx), by=by)
+    for name, n in res.fetched.items():
+        click.echo(f"{name:>20}: {n} read")
+    click.echo(
+        f"{res.changed} new suppression(s) in {res.requests} request(s)"
+        + (
+            f"; {res.blocks_not_suppressed} block(s) not suppressed (soft)"
+            if res.blocks_not_suppressed
+            else ""
+        )
+    )
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--step", metavar="ID", help="Only this step.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["outbox", "sendgrid"]),
+    help="Whose sends to report on. Default: sendgrid if it sent anything, else outbox.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+@click.pass_context
+def report(ctx, campaign, step, fmt, transport, output):
+    """Delivery, opens (people, not machines), clicks per link, bounces and unsubscribes of
+    CAMPAIGN, per step and by segment, relationship, country status, country and language."""
+    from outreach.report import render
+    from outreach.report import report as build
+
+    rep = build(_workspace(ctx), campaign, step, transport=transport)
+    if fmt == "table" and output is None:
+        from outreach.console_tracking import print_report
+
+        print_report(rep)
+        return
+    text = render(rep, fmt)
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

@@ -1,0 +1,127 @@
+"""Webhook ingestion throughput: batches of 1,000 signed SendGrid events, verified and stored
+in SQLite (synchronous=FULL, one transaction per batch).
+
+1. ``ingest()`` alone (parse + match + insert + suppressions), and verify + ingest in-process;
+2. through a real ``outreach events serve`` subprocess over loopback HTTP, with 1 and 2 clients
+   POSTing pre-signed batches back to back (signing is the client's cost, done before timing).
+
+Usage: python benchmarks/bench_ingest.py [--events 100000] [--sends 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from synth import add_sends, events_for, workspace
+from tracking_support import Signer, http, run_server
+
+from outreach.events import ingest
+from outreach.ledger import Ledger
+from outreach.server import load_verifier, verify
+
+BATCH = 1000
+
+
+def batches(sends, n: int, seed: int) -> list[bytes]:
+    evs = list(events_for(sends, n, seed=seed))
+    return [
+        json.dumps(evs[i : i + BATCH], separators=(",", ":")).encode()
+        for i in range(0, len(evs), BATCH)
+    ]
+
+
+def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
+    verifier = load_verifier(signer.public_b64)
+    signed = [(b, signer.headers(b)) for b in bodies]
+    n = 0
+    with Ledger.open(f"sqlite:///{root / '.outreach' / 'outreach.db'}", root) as ledger:
+        t0 = time.perf_counter()
+        for body, _h in signed[: len(signed) // 2]:
+            res = ingest(ledger, json.loads(body), "webhook")
+            n += res.stored
+        t1 = time.perf_counter()
+        m = 0
+        for body, h in signed[len(signed) // 2 :]:
+            text = body.decode()
+            assert verify(
+                verifier,
+                text,
+                h["X-Twilio-Email-Event-Webhook-Signature"],
+                h["X-Twilio-Email-Event-Webhook-Timestamp"],
+            )
+            m += ingest(ledger, json.loads(text), "webhook").stored
+        t2 = time.perf_counter()
+    return {
+        "ingest_only_events_per_s": round(n / (t1 - t0)),
+        "verify_and_ingest_events_per_s": round(m / (t2 - t1)),
+        "events": n + m,
+    }
+
+
+def bench_server(root: Path, bodies: list[bytes], signer: Signer, clients: int) -> dict:
+    key = {"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_b64}
+    with run_server(root, key, "--max-age", "3600") as server:
+        signed = [(b, signer.headers(b)) for b in bodies]
+        parts = [signed[i::clients] for i in range(clients)]
+        stored = [0] * clients
+        errors: list[str] = []
+
+        def worker(k: int) -> None:
+            for body, h in parts[k]:
+                status, _hd, resp = http(server.port, "POST", "/events", body, h, timeout=60)
+                if status != 200:
+                    errors.append(f"{status} {resp[:100]!r}")
+                    return
+                stored[k] += json.loads(resp)["stored"]
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dt = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"server errors: {errors[:3]}")
+    total = sum(stored)
+    return {
+        "clients": clients,
+        "events": total,
+        "seconds": round(dt, 2),
+        "events_per_s": round(total / dt),
+        "batches_per_s": round(len(bodies) / dt, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--sends", type=int, default=100_000)
+    args = ap.parse_args()
+    signer = Signer.new()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
+        root = workspace(Path(tmp) / "ws")
+        sends = add_sends(root, args.sends)
+        results["function"] = bench_function(root, batches(sends, args.events, 10), signer)
+        print(json.dumps(results["function"]), flush=True)
+        for clients, seed in ((1, 11), (2, 12)):
+            r = bench_server(root, batches(sends, args.events, seed), signer, clients)
+            results[f"server_{clients}_client"] = r
+            print(json.dumps(r), flush=True)
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

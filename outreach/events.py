@@ -1,0 +1,507 @@
+"""Tracking events: ingestion from SendGrid's Event Webhook, from exported files, and from
+outreach's own one-click unsubscribe endpoint.
+
+:func:`ingest` is the one way events enter the ledger. It is idempotent: an event is keyed by
+its ``sg_event_id`` (SendGrid retries a batch for 24 hours), or, when it has none, by a hash of
+its content. Each event is mapped to a ledger row through the ``custom_args`` that every
+message carries as top-level event keys (``send_id``, ``contact_id``, ``campaign``, ``step``),
+falling back to ``sg_message_id``, whose part before the first ``.`` is the ``X-Message-Id``
+recorded on the row (with the address to pick the row within a batch). Events that match no
+row are stored with ``matched = 0`` and reported: nothing is dropped. New events also update
+the suppression list (:func:`outreach.suppressions.from_event`), in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from outreach import suppressions
+from outreach.exceptions import EventError, Location
+from outreach.ledger import Ledger, now_iso
+from outreach.workspace import Workspace
+
+EVENT_TYPES = frozenset(
+    {
+        "processed",
+        "delivered",
+        "deferred",
+        "dropped",
+        "bounce",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
+)
+CUSTOM_ARGS = ("send_id", "contact_id", "campaign", "step")
+CHUNK = 1000  # events per transaction when importing files
+_IN = 500  # SQL parameters per IN (...) query
+
+_INSERT = """INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, step,
+    contact_id, message_id, url, type, reason, machine_open, matched, source, received_at, raw)
+    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (sg_event_id) DO NOTHING"""
+
+
+@dataclass
+class IngestResult:
+    """What one :func:`ingest` call did. ``matched``/``unmatched`` count newly stored events."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    suppressions_changed: int = 0
+    by_event: Counter = field(default_factory=Counter)
+    unmatched_examples: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        for name in (
+            "received",
+            "stored",
+            "duplicates",
+            "matched",
+            "unmatched",
+            "suppressions_changed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_event.update(other.by_event)
+        room = 10 - len(self.unmatched_examples)
+        if room > 0:
+            self.unmatched_examples.extend(other.unmatched_examples[:room])
+
+    def as_dict(self) -> dict:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "suppressions_changed": self.suppressions_changed,
+            "by_event": dict(sorted(self.by_event.items())),
+            "unmatched_examples": self.unmatched_examples,
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# Normalizing
+
+
+def _text(value) -> str | None:
+    if value.__class__ is str:  # the common case, first
+        return value.strip() or None
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    s = str(value).strip()
+    return s or None
+
+
+def _int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def event_id(event: dict) -> str:
+    """``sg_event_id``, or a stable hash of the event's content when it has none."""
+    sid = _text(event.get("sg_event_id"))
+    if sid:
+        return sid
+    canon = json.dumps(
+        event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()[:40]
+
+
+@dataclass(slots=True)
+class _Norm:
+    eid: str
+    event: str
+    email: str | None
+    timestamp: int | None
+    send_id: str | None
+    campaign: str | None
+    step: str | None
+    contact_id: str | None
+    message_id: str | None
+    url: str | None
+    type: str | None
+    reason: str | None
+    machine_open: int
+    raw: str
+    original: dict
+
+
+def _normalize(event: object, index: int) -> _Norm:
+    if not isinstance(event, dict):
+        raise EventError(
+            f"event #{index + 1} is a {type(event).__name__}, not a JSON object",
+            hint="SendGrid posts a JSON array of objects",
+        )
+    kind = _text(event.get("event"))
+    if not kind:
+        raise EventError(f"event #{index + 1} has no 'event' field")
+    return _Norm(
+        eid=event_id(event),
+        event=kind.lower(),
+        email=_text(event.get("email")),
+        timestamp=_int(event.get("timestamp")),
+        send_id=_text(event.get("send_id")),
+        campaign=_text(event.get("campaign")),
+        step=_text(event.get("step")),
+        contact_id=_text(event.get("contact_id")),
+        message_id=_text(event.get("sg_message_id")),
+        url=_text(event.get("url")),
+        type=_text(event.get("type")),
+        reason=_text(event.get("reason")),
+        machine_open=int(_truthy(event.get("sg_machine_open"))),
+        raw=json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str),
+        original=event,
+    )
+
+
+def normalize(events: Iterable[object]) -> list[_Norm]:
+    """Check the shape of every event (raises :class:`EventError` naming the first bad one)."""
+    return [_normalize(e, i) for i, e in enumerate(events)]
+
+
+# ------------------------------------------------------------------------------------------
+# Matching
+
+
+def _chunks(items: list, n: int = _IN) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, tuple[str, str, str, str]]:
+    """index → (send_id, campaign, step, contact_id) of the ledger row each event belongs to."""
+    conn = ledger.conn
+    by_send: dict[str, tuple[str, str, str, str]] = {}
+    wanted = sorted({e.send_id for e in evs if e.send_id})
+    for part in _chunks(wanted):
+        q = ",".join("?" * len(part))
+        for r in conn.execute(
+            f"SELECT send_id, campaign, step, contact_id FROM sends WHERE send_id IN ({q})", part
+        ):
+            by_send[r[0]] = (r[0], r[1], r[2], r[3])
+    out: dict[int, tuple[str, str, str, str]] = {}
+    fallback: list[int] = []
+    for i, e in enumerate(evs):
+        hit = by_send.get(e.send_id) if e.send_id else None
+        if hit:
+            out[i] = hit
+        elif e.message_id:
+            fallback.append(i)
+    if fallback:
+        prefixes = sorted({evs[i].message_id.split(".", 1)[0] for i in fallback})  # type: ignore[union-attr]
+        by_mid: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        single: dict[str, list[tuple[str, str, str, str]]] = {}
+        for part in _chunks(prefixes):
+            q = ",".join("?" * len(part))
+            for r in conn.execute(
+                f"SELECT send_id, campaign, step, contact_id, message_id, email FROM sends "
+                f"WHERE message_id IN ({q})",
+                part,
+            ):
+                row = (r[0], r[1], r[2], r[3])
+                by_mid[(r[4], r[5].lower())] = row
+                single.setdefault(r[4], []).append(row)
+        for i in fallback:
+            e = evs[i]
+            prefix = e.message_id.split(".", 1)[0]  # type: ignore[union-attr]
+            hit = by_mid.get((prefix, (e.email or "").lower()))
+            if hit is None and len(single.get(prefix, ())) == 1:
+                hit = single[prefix][0]
+            if hit:
+                out[i] = hit
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Ingesting
+
+
+def ingest(
+    ledger: Ledger, events: Iterable[object], source: str, who: str | None = None
+) -> IngestResult:
+    """Store events durably (one transaction), deduplicated, matched, with suppressions.
+
+    ``source`` says where they came from (``webhook``, ``import:FILE``, ``unsubscribe-link``);
+    ``who`` is recorded in the suppression log (default: derived from ``source``).
+    Raises :class:`EventError` before storing anything if an event is not an object with an
+    ``event`` field. When this returns, the events are committed.
+    """
+    evs = normalize(events)
+    result = IngestResult(received=len(evs))
+    if not evs:
+        return result
+    received_at = now_iso()
+    with ledger.transaction() as c:
+        matches = _match(ledger, evs)
+        # which ids are already stored (inside the write transaction: nobody else can add one)
+        ids = list({e.eid for e in evs})
+        known: set[str] = set()
+        for part in _chunks(ids):
+            q = ",".join("?" * len(part))
+            known.update(
+                r[0]
+                for r in c.execute(
+                    f"SELECT sg_event_id FROM events WHERE sg_event_id IN ({q})", part
+                )
+            )
+        new: list[int] = []
+        params = []
+        for i, e in enumerate(evs):
+            if e.eid in known:
+                result.duplicates += 1
+                continue
+            known.add(e.eid)  # a repeat inside this batch is a duplicate too
+            m = matches.get(i)
+            send_id, campaign, step, contact_id = (
+                m if m else (e.send_id, e.campaign, e.step, e.contact_id)
+            )
+            params.append(
+                (
+                    e.eid,
+                    e.event,
+                    e.email,
+                    e.timestamp,
+                    send_id,
+                    campaign,
+                    step,
+                    contact_id,
+                    e.message_id,
+                    e.url,
+                    e.type,
+                    e.reason,
+                    e.machine_open,
+                    1 if m else 0,
+                    source,
+                    received_at,
+                    e.raw,
+                )
+            )
+            new.append(i)
+            result.stored += 1
+            result.by_event[e.event] += 1
+            if m:
+                result.matched += 1
+            else:
+                result.unmatched += 1
+                if len(result.unmatched_examples) < 10:
+                    result.unmatched_examples.append(_why_unmatched(e))
+        c.executemany(_INSERT, params)
+        # suppressions follow the events' own order in time (a resubscribe after an unsubscribe)
+        new.sort(key=lambda i: (evs[i].timestamp or 0, i))
+        for i in new:
+            result.suppressions_changed += suppressions.from_event(
+                c, evs[i].original, source=source, who=who or _who(source)
+            )
+    return result
+
+
+def _who(source: str) -> str:
+    return {"webhook": "SendGrid Event Webhook"}.get(source, source)
+
+
+def _why_unmatched(e: _Norm) -> str:
+    what = f"{e.event} for {e.email or 'no address'}"
+    if e.send_id:
+        return f"{what}: send_id {e.send_id[:12]}… is not in this ledger"
+    if e.message_id:
+        return f"{what}: message id {e.message_id.split('.', 1)[0]} is not in this ledger"
+    return f"{what}: no send_id or sg_message_id"
+
+
+# ------------------------------------------------------------------------------------------
+# The one-click unsubscribe endpoint
+
+
+TEST_TOKENS = frozenset({"test", "preview"})
+
+
+@dataclass(frozen=True, slots=True)
+class SendInfo:
+    send_id: str
+    email: str
+    campaign: str
+    step: str
+    language: str | None
+
+
+def find_send(ledger: Ledger, send_id: str) -> SendInfo | None:
+    """The ledger row behind an unsubscribe link, or None."""
+    r = ledger.conn.execute(
+        "SELECT send_id, email, campaign, step, language FROM sends WHERE send_id = ?", (send_id,)
+    ).fetchone()
+    return SendInfo(*r) if r else None
+
+
+def unsubscribe_link(
+    ledger: Ledger, send_id: str, *, via: str, client: str | None = None
+) -> tuple[SendInfo | None, bool]:
+    """Record a click on ``unsubscribe.url/<send_id>``: an ``unsubscribe`` event and suppression.
+
+    Returns (the row or None when the id is unknown, whether this call changed anything).
+    Repeated requests for the same id are idempotent (one event per send id).
+    """
+    info = find_send(ledger, send_id)
+    if info is None:
+        return None, False
+    import time
+
+    why = f"unsubscribe link ({via})" + (f" from {client}" if client else "")
+    event = {
+        "event": "unsubscribe",
+        "email": info.email,
+        "timestamp": int(time.time()),
+        "sg_event_id": f"outreach-unsubscribe:{send_id}",
+        "send_id": send_id,
+        "campaign": info.campaign,
+        "step": info.step,
+        "reason": why,
+    }
+    res = ingest(ledger, [event], "unsubscribe-link", who=f"the recipient ({info.email})")
+    return info, bool(res.stored or res.suppressions_changed)
+
+
+# ------------------------------------------------------------------------------------------
+# Files: JSON array, NDJSON or CSV exports
+
+
+def read_file(path: Path) -> list[dict]:
+    """Events from a JSON array, NDJSON or CSV file (raises :class:`EventError` with the line)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EventError(f"cannot read the file: {exc.strerror}", where=Location(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EventError(
+            "the file is not UTF-8 text", where=Location(path, line), hint="export it as UTF-8"
+        ) from None
+    head = text.lstrip()[:1]
+    if path.suffix.lower() == ".csv" or head not in ("[", "{", ""):
+        return _read_csv(text, path)
+    if head == "[":
+        try:
+            events = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EventError(
+                f"not valid JSON: {exc.msg}", where=Location(path, exc.lineno, column=exc.colno)
+            ) from None
+        if not isinstance(events, list):
+            raise EventError("expected a JSON array of events", where=Location(path, 1))
+        _check(events, path)
+        return events
+    events = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EventError(
+                f"not a JSON event: {exc.msg}",
+                where=Location(path, n, column=exc.colno),
+                hint="NDJSON files hold one JSON object per line",
+            ) from None
+        if isinstance(ev, list):
+            events.extend(ev)
+        else:
+            events.append(ev)
+    _check(events, path)
+    return events
+
+
+def _check(events: list, path: Path) -> None:
+    try:
+        normalize(events)
+    except EventError as exc:
+        raise EventError(exc.message, where=Location(path), hint=exc.hint) from None
+
+
+_CSV_INTS = ("timestamp", "asm_group_id", "url_offset", "attempt")
+
+
+def _read_csv(text: str, path: Path) -> list[dict]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        fields = reader.fieldnames or []
+        if "event" not in fields:
+            raise EventError(
+                "the CSV has no 'event' column",
+                where=Location(path, 1),
+                hint="export the events with their SendGrid field names (event, email, timestamp, sg_event_id, …)",
+            )
+        out = []
+        for row in reader:
+            ev: dict = {}
+            for k, v in row.items():
+                if k is None or v is None or v == "":
+                    continue
+                if k in _CSV_INTS:
+                    iv = _int(v)
+                    ev[k] = iv if iv is not None else v
+                elif k == "sg_machine_open":
+                    ev[k] = _truthy(v)
+                else:
+                    ev[k] = v
+            out.append(ev)
+    except csv.Error as exc:
+        raise EventError(f"malformed CSV: {exc}", where=Location(path, reader.line_num)) from None
+    for i, ev in enumerate(out):
+        if not ev.get("event"):
+            raise EventError("row has no event", where=Location(path, i + 2))
+    return out
+
+
+@dataclass
+class ImportResult:
+    total: IngestResult
+    files: dict[str, IngestResult]
+
+
+def import_files(ws: Workspace, paths: Iterable[Path | str]) -> ImportResult:
+    """``outreach events import``: every file is read and checked, then ingested in chunks."""
+    loaded = [(Path(p), read_file(Path(p))) for p in paths]
+    total = IngestResult()
+    files: dict[str, IngestResult] = {}
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        for path, events in loaded:
+            res = IngestResult()
+            for part in _chunks(events, CHUNK):
+                res.add(ingest(ledger, part, f"import:{path.name}"))
+            files[str(path)] = res
+            total.add(res)
+    return ImportResult(total, files)

@@ -1,0 +1,412 @@
+"""Local suppressions: addresses that no later send may reach, each change logged.
+
+The ``suppressions`` table holds one active row per lower-case address (its ``reason`` is a
+short code the send plan shows: ``suppressed: bounce``); ``suppression_log`` keeps every
+change with who, when, why and the source. Suppressions come from
+
+* tracking events (:func:`from_event`, called by :func:`outreach.events.ingest`):
+  ``bounce`` of type ``bounce`` (hard; ``blocked`` is soft and is not suppressed),
+  ``dropped`` because the address is invalid, bounced, reported spam or unsubscribed,
+  ``spamreport``, ``unsubscribe`` and ``group_unsubscribe``; ``group_resubscribe`` lifts a
+  ``group_unsubscribe`` (and nothing stronger);
+* the one-click unsubscribe endpoint of ``outreach events serve`` (reason ``unsubscribe``);
+* ``outreach suppressions sync`` (SendGrid's own lists, see :func:`sync`);
+* ``outreach suppressions add|remove`` (manual fixes, see :func:`add` and :func:`remove`).
+
+``suppressions.created_at`` is when the suppressing fact happened (the event's time, SendGrid's
+``created``, or now); ``suppression_log.at`` is when outreach recorded the change.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+import urllib.error
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from outreach.exceptions import ConfigError, OutreachError
+from outreach.ledger import Ledger, now_iso
+from outreach.workspace import Workspace
+
+# reasons a later event may replace or lift; every other reason is permanent until removed by hand
+LIFTABLE = frozenset({"group_unsubscribe"})
+
+# SendGrid `dropped` reasons that say the address itself must not be mailed again
+DROPPED_ADDRESS_REASONS = {
+    "invalid": "invalid address",
+    "bounced address": "bounced address",
+    "spam reporting address": "spam-reporting address",
+    "unsubscribed address": "unsubscribed address",
+}
+
+SYNC_PAGE = 500  # the maximum page size of SendGrid's suppression list endpoints
+SYNC_TIMEOUT = 30.0
+
+
+class SyncError(OutreachError):
+    """SendGrid's suppression lists could not be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    email: str
+    reason: str
+    source: str
+    detail: str | None
+    created_at: str
+    created_by: str | None
+
+
+def default_user() -> str:
+    """The OS user, for ``--by``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _ts_iso(ts: int | float | None) -> str:
+    if ts is None:
+        return now_iso()
+    return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="milliseconds")
+
+
+# ------------------------------------------------------------------------------------------
+# Low-level changes (inside a caller's transaction)
+
+
+def suppress(
+    conn: sqlite3.Connection,
+    email: str,
+    reason: str,
+    *,
+    source: str,
+    who: str | None,
+    why: str | None,
+    at: str | None = None,
+) -> bool:
+    """Suppress ``email`` (lower-cased); True if anything changed.
+
+    An address already suppressed keeps its row, except that a permanent reason replaces a
+    liftable one (a hard bounce after a group unsubscribe must not be lifted by a resubscribe).
+    """
+    key = email.strip().lower()
+    if not key:
+        return False
+    at = at or now_iso()
+    row = conn.execute("SELECT reason FROM suppressions WHERE email = ?", (key,)).fetchone()
+    if row is not None:
+        if row[0] == reason or row[0] not in LIFTABLE or reason in LIFTABLE:
+            return False
+        conn.execute(
+            "UPDATE suppressions SET reason = ?, source = ?, detail = ?, created_at = ?, created_by = ? "
+            "WHERE email = ?",
+            (reason, source, why, at, who, key),
+        )
+        action = "replace"
+    else:
+        conn.execute(
+            "INSERT INTO suppressions (email, reason, source, detail, created_at, created_by) "
+            "VALUES (?,?,?,?,?,?)",
+            (key, reason, source, why, at, who),
+        )
+        action = "add"
+    conn.execute(
+        "INSERT INTO suppression_log (email, action, reason, source, who, at, note) VALUES (?,?,?,?,?,?,?)",
+        (key, action, reason, source, who, now_iso(), why),
+    )
+    return True
+
+
+def lift(
+    conn: sqlite3.Connection,
+    email: str,
+    *,
+    source: str,
+    who: str | None,
+    why: str | None,
+    only: Iterable[str] | None = None,
+    not_after: str | None = None,
+) -> bool:
+    """Remove the suppression of ``email``; True if there was one to remove.
+
+    ``only`` restricts which reasons may be lifted; ``not_after`` (ISO time) leaves alone a
+    suppression that happened after the lifting fact (events can arrive out of order).
+    """
+    key = email.strip().lower()
+    row = conn.execute(
+        "SELECT reason, created_at FROM suppressions WHERE email = ?", (key,)
+    ).fetchone()
+    if row is None:
+        return False
+    if only is not None and row[0] not in set(only):
+        return False
+    if not_after is not None and row[1] > not_after:
+        return False
+    conn.execute("DELETE FROM suppressions WHERE email = ?", (key,))
+    conn.execute(
+        "INSERT INTO suppression_log (email, action, reason, source, who, at, note) VALUES (?,?,?,?,?,?,?)",
+        (key, "remove", row[0], source, who, now_iso(), why),
+    )
+    return True
+
+
+def rule_for(event: dict) -> tuple[str, str, str] | None:
+    """What an event does to the suppression list: (action, reason, why) or None."""
+    kind = event.get("event")
+    reason_text = str(event.get("reason") or "").strip()
+    if kind == "bounce":
+        btype = str(event.get("type") or "bounce").lower()
+        if btype == "blocked":
+            return None  # soft: the receiving server refused this time; try again next send
+        status = event.get("status")
+        why = (
+            "hard bounce"
+            + (f" ({status})" if status else "")
+            + (f": {reason_text}" if reason_text else "")
+        )
+        return "suppress", "bounce", why
+    if kind == "dropped":
+        label = DROPPED_ADDRESS_REASONS.get(reason_text.lower())
+        if label is None:
+            return None  # e.g. spam content or a bad header: not about the address
+        return "suppress", "dropped", f"dropped by SendGrid: {label}"
+    if kind == "spamreport":
+        return "suppress", "spamreport", "marked the message as spam"
+    if kind == "unsubscribe":
+        return "suppress", "unsubscribe", reason_text or "unsubscribed"
+    if kind == "group_unsubscribe":
+        group = event.get("asm_group_id")
+        return (
+            "suppress",
+            "group_unsubscribe",
+            "unsubscribed from group" + (f" {group}" if group else ""),
+        )
+    if kind == "group_resubscribe":
+        group = event.get("asm_group_id")
+        return "lift", "group_unsubscribe", "resubscribed to group" + (f" {group}" if group else "")
+    return None
+
+
+def from_event(conn: sqlite3.Connection, event: dict, *, source: str, who: str) -> int:
+    """Apply one (new) event to the suppression list; returns 1 if it changed something."""
+    rule = rule_for(event)
+    email = event.get("email")
+    if rule is None or not isinstance(email, str) or not email.strip():
+        return 0
+    action, reason, why = rule
+    ts = event.get("timestamp")
+    at = _ts_iso(ts if isinstance(ts, int | float) else None)
+    if action == "suppress":
+        return int(suppress(conn, email, reason, source=source, who=who, why=why, at=at))
+    return int(lift(conn, email, source=source, who=who, why=why, only=LIFTABLE, not_after=at))
+
+
+# ------------------------------------------------------------------------------------------
+# Manual fixes and listing
+
+
+@contextmanager
+def _opened(target: Ledger | Workspace) -> Iterator[Ledger]:
+    if isinstance(target, Ledger):
+        yield target
+    else:
+        with Ledger.open(target.db_url(), target.root) as ledger:
+            yield ledger
+
+
+def add(target: Ledger | Workspace, email: str, reason: str, by: str | None = None) -> bool:
+    """``outreach suppressions add``: suppress an address by hand (reason ``manual``)."""
+    from outreach.contacts import validate_address
+
+    norm, problem = validate_address(email)
+    if norm is None:
+        raise ConfigError(f"{email!r} is not a valid address: {problem}")
+    if not reason.strip():
+        raise ConfigError("say why with --reason", hint='e.g. --reason "asked by phone, 3 Dec"')
+    with _opened(target) as ledger, ledger.transaction() as c:
+        return suppress(c, norm, "manual", source="manual", who=by or default_user(), why=reason)
+
+
+def remove(target: Ledger | Workspace, email: str, reason: str, by: str | None = None) -> bool:
+    """``outreach suppressions remove``: lift a suppression by hand (logged with the reason)."""
+    if not reason.strip():
+        raise ConfigError(
+            "say why with --reason", hint='e.g. --reason "bounce was a full mailbox, fixed"'
+        )
+    with _opened(target) as ledger, ledger.transaction() as c:
+        return lift(c, email, source="manual", who=by or default_user(), why=reason)
+
+
+@dataclass
+class Listing:
+    suppressions: list[Suppression]
+    log: list[dict]  # the change history when one address was asked for
+
+
+def listing(target: Ledger | Workspace, email: str | None = None) -> Listing:
+    """``outreach suppressions list``: active suppressions, newest first (with the history of
+    ``email`` when one is given)."""
+    sql = "SELECT email, reason, source, detail, created_at, created_by FROM suppressions"
+    args: tuple = ()
+    if email:
+        sql += " WHERE email = ?"
+        args = (email.strip().lower(),)
+    with _opened(target) as ledger:
+        rows = [
+            Suppression(*r) for r in ledger.conn.execute(sql + " ORDER BY created_at DESC", args)
+        ]
+        log = history(ledger, email) if email else []
+    return Listing(rows, log)
+
+
+def history(ledger: Ledger, email: str | None = None) -> list[dict]:
+    """The suppression log (optionally of one address), oldest first."""
+    sql = "SELECT email, action, reason, source, who, at, note FROM suppression_log"
+    args: tuple = ()
+    if email:
+        sql += " WHERE email = ?"
+        args = (email.strip().lower(),)
+    return [dict(r) for r in ledger.conn.execute(sql + " ORDER BY id", args)]
+
+
+# ------------------------------------------------------------------------------------------
+# Sync from SendGrid
+
+
+@dataclass
+class SyncResult:
+    fetched: Counter = field(default_factory=Counter)  # list → entries read
+    added: Counter = field(default_factory=Counter)  # reason → new suppressions
+    requests: int = 0
+    blocks_not_suppressed: int = 0
+
+    @property
+    def changed(self) -> int:
+        return sum(self.added.values())
+
+
+# (list name, API path, reason, paged)
+SYNC_LISTS = (
+    ("bounces", "suppression/bounces", "bounce", True),
+    ("blocks", "suppression/blocks", None, True),  # soft: fetched and counted, never suppressed
+    ("spam_reports", "suppression/spam_reports", "spamreport", True),
+    ("invalid_emails", "suppression/invalid_emails", "dropped", True),
+    ("global_unsubscribes", "suppression/unsubscribes", "unsubscribe", True),
+    ("group_suppressions", "asm/suppressions", "group_unsubscribe", False),
+)
+
+
+def _client(ws: Workspace):
+    import sendgrid
+
+    key = ws.setting("SENDGRID_API_KEY")
+    if not key:
+        raise ConfigError(
+            "SENDGRID_API_KEY is not set",
+            hint="put it in the environment or the workspace's .env (a key with suppressions read access)",
+        )
+    host = (ws.setting("SENDGRID_API_HOST") or "https://api.sendgrid.com").rstrip("/")
+    return sendgrid.SendGridAPIClient(api_key=key, host=host), host
+
+
+def _get(ws: Workspace, endpoint, params: dict | None, timeout: float, what: str):
+    import python_http_client.exceptions as phe
+
+    try:
+        response = endpoint.get(query_params=params, timeout=timeout)
+    except phe.HTTPError as exc:
+        status = getattr(exc, "status_code", None)
+        body = ws.redact(str(getattr(exc, "body", b"")[:300]))
+        hint = {
+            401: "the API key was refused: check SENDGRID_API_KEY",
+            403: "the API key lacks the 'Suppressions' read scope: create one with it",
+            429: "rate-limited by SendGrid: wait a minute and run the sync again",
+        }.get(status or 0, "run the sync again later; nothing was changed for this list")
+        raise SyncError(f"SendGrid answered {status} reading {what}: {body}", hint=hint) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise SyncError(
+            f"cannot reach SendGrid reading {what}: {ws.redact(str(exc))}",
+            hint="check the network (and SENDGRID_API_HOST if set), then run the sync again",
+        ) from None
+    try:
+        data = json.loads(response.body or b"[]")
+    except ValueError:
+        raise SyncError(f"SendGrid sent something that is not JSON for {what}") from None
+    if not isinstance(data, list):
+        raise SyncError(f"SendGrid sent an unexpected shape for {what} (expected a list)")
+    return data
+
+
+def sync(
+    ws: Workspace,
+    ledger: Ledger | None = None,
+    *,
+    by: str | None = None,
+    timeout: float = SYNC_TIMEOUT,
+) -> SyncResult:
+    """``outreach suppressions sync``: add SendGrid's suppression lists to the local one.
+
+    Pages through bounces, blocks, spam reports, invalid emails and global unsubscribes
+    (``limit``/``offset``, 500 per page) and reads the group suppressions. Only adds: an address
+    SendGrid has forgotten stays suppressed here until someone removes it by hand. Blocks are
+    soft failures: they are counted, not suppressed.
+    """
+    sg, _host = _client(ws)
+    with _opened(ledger or ws) as opened:
+        return _sync(ws, opened, sg, by or default_user(), timeout)
+
+
+def _sync(ws: Workspace, ledger: Ledger, sg, who: str, timeout: float) -> SyncResult:
+    result = SyncResult()
+    for name, path, reason, paged in SYNC_LISTS:
+        endpoint = sg.client
+        for part in path.split("/"):
+            endpoint = endpoint._(part)
+        entries: list = []
+        offset = 0
+        while True:
+            params = {"limit": SYNC_PAGE, "offset": offset} if paged else None
+            page = _get(ws, endpoint, params, timeout, name)
+            result.requests += 1
+            entries.extend(page)
+            if not paged or len(page) < SYNC_PAGE:
+                break
+            offset += SYNC_PAGE
+        result.fetched[name] = len(entries)
+        if reason is None:
+            result.blocks_not_suppressed = len(entries)
+            continue
+        with ledger.transaction() as c:
+            for entry in entries:
+                email, why, created = _entry(name, entry)
+                if not email:
+                    continue
+                if suppress(
+                    c, email, reason, source="sendgrid-sync", who=who, why=why, at=_ts_iso(created)
+                ):
+                    result.added[reason] += 1
+    return result
+
+
+def _entry(name: str, entry) -> tuple[str | None, str, int | None]:
+    if isinstance(entry, str):
+        return entry, f"SendGrid {name}", None
+    if not isinstance(entry, dict):
+        return None, "", None
+    email = entry.get("email")
+    created = entry.get("created", entry.get("created_at"))
+    created = created if isinstance(created, int | float) else None
+    bits = [f"SendGrid {name}"]
+    if entry.get("group_id") is not None:
+        bits.append(f"group {entry.get('group_id')} {entry.get('group_name') or ''}".strip())
+    if entry.get("status"):
+        bits.append(str(entry["status"]))
+    if entry.get("reason"):
+        bits.append(str(entry["reason"])[:300])
+    return (email if isinstance(email, str) else None), ": ".join(bits), created
