@@ -314,7 +314,13 @@ def events():
 
 @events.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8025,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
 @click.option(
     "--max-age",
     default=600,
@@ -459,6 +465,7 @@ def suppressions_sync(ctx, by):
     type=click.Choice(["table", "json", "csv", "html"]),
     default="table",
     show_default=True,
+    help="table for the terminal; json/csv are stable (docs/report-format.md); html is one self-contained file with charts.",
 )
 @click.option(
     "--transport",

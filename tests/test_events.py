@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tracking_support import make_workspace, send_outbox
 
 from outreach.cli import main
 from outreach.events import event_id, import_files, ingest, read_file
@@ -21,6 +20,7 @@ from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.suppressions import add, history, listing, remove, rule_for
 from outreach.workspace import Workspace
+from tests.tracking_support import make_workspace, send_outbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tracking_support import make_workspace, send_outbox
 
 from outreach.campaign import load_campaign
 from outreach.cli import main
@@ -20,6 +19,7 @@ from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
 from outreach.report import CSV_FIELDS, METRICS, LinkNamer, render, report
 from outreach.workspace import Workspace
+from tests.tracking_support import make_workspace, send_outbox
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "report-format.md"
 

@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser import browser_page, requires_chromium
-from test_report import add_events
-from tracking_support import make_workspace, send_outbox
 
 from outreach.report import render, report
 from outreach.workspace import Workspace
+from tests.browser import browser_page, requires_chromium
+from tests.test_report import add_events
+from tests.tracking_support import make_workspace, send_outbox
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium]
 

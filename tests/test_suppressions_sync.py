@@ -12,12 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner
-from tracking_support import make_workspace
 
 from outreach.cli import main
 from outreach.ledger import Ledger
 from outreach.suppressions import SyncError, history, sync
 from outreach.workspace import Workspace
+from tests.tracking_support import make_workspace
 
 KEY = "SG.test-key-that-must-never-be-printed"
 
