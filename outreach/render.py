@@ -302,11 +302,19 @@ class Variant:
     _subject: _Compiled = field(init=False, repr=False)
     _html: _Compiled = field(init=False, repr=False)
     _text: _Compiled = field(init=False, repr=False)
+    _specs: list[tuple[str, bool, str, tuple[str, ...]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._subject = _Compiled.of(self.subject)
         self._html = _Compiled.of(self.html)
         self._text = _Compiled.of(self.text)
+        # (marker, html-escaped?, key, transforms) for every distinct marker, parsed once
+        specs = {}
+        for compiled in (self._subject, self._html, self._text):
+            for kind, key, chain in compiled.markers:
+                marker = "[[" + kind + ":" + "|".join((key, *chain)) + "]]"
+                specs[marker] = (marker, kind == "h", key, chain)
+        self._specs = sorted(specs.values())
         digest = hashlib.sha256(
             repr(
                 (self.step, self.template, self.base, sorted(self.conditions.items(), key=repr))
@@ -325,19 +333,17 @@ class Variant:
 
     def markers(self) -> set[str]:
         """Every marker string (as it appears in the content) used by this variant."""
-        return {
-            m.group(0) for t in (self.subject, self.html, self.text) for m in FILLED_RE.finditer(t)
-        }
+        return {spec[0] for spec in self._specs}
 
     def substitutions(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Marker → filled value, for a provider that substitutes server-side."""
         subs = {}
-        for marker in self.markers():
-            m = FILLED_RE.fullmatch(marker)
-            assert m
-            key, *chain = m.group(2).split("|")
-            v = apply_transforms(values[key], chain)
-            subs[marker] = str(markupsafe.escape(v)) if m.group(1) == "h" else v
+        escape = markupsafe.escape
+        for marker, html, key, chain in self._specs:
+            v = values[key]
+            if chain or type(v) is not str:
+                v = apply_transforms(v, chain)
+            subs[marker] = str(escape(v)) if html else v
         return subs
 
 
