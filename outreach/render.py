@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from outreach.exceptions import Location, TemplateError
 
 MARKER_RE = re.compile(r"\[\[([a-z_][\w.]*(?:\|[a-z_]+)*)\]\]")
 FILLED_RE = re.compile(r"\[\[([ht]):([a-z_][\w.]*(?:\|[a-z_]+)*)\]\]")
+_HTML_SPECIAL = re.compile(r"[&<>'\"]")  # what markupsafe.escape replaces
 TEMPLATE_EXT = ".mjml"
 
 # ------------------------------------------------------------------------------------------
@@ -41,6 +43,7 @@ TEMPLATE_EXT = ".mjml"
 # character by character, so that it can be applied to a slot or to the text around it).
 
 
+@lru_cache(maxsize=1 << 16)
 def _urlencode(value: str) -> str:
     return quote(value, safe="")
 
@@ -338,12 +341,12 @@ class Variant:
     def substitutions(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Marker → filled value, for a provider that substitutes server-side."""
         subs = {}
-        escape = markupsafe.escape
+        escape, special = markupsafe.escape, _HTML_SPECIAL.search
         for marker, html, key, chain in self._specs:
             v = values[key]
             if chain or type(v) is not str:
                 v = apply_transforms(v, chain)
-            subs[marker] = str(escape(v)) if html else v
+            subs[marker] = str(escape(v)) if html and special(v) else v
         return subs
 
 
@@ -359,13 +362,17 @@ class RecipientData:
     structural: dict[str, Any]  # top-level structural variables (campaign, step, stats, …)
     namespaces: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # name → (slot values, structural)
     top_slots: dict[str, Any]  # top-level per-recipient variables (unsubscribe_url, …)
+    _flat: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def flat_values(self) -> dict[str, Any]:
-        flat = dict(self.top_slots)
-        for name, (values, _) in self.namespaces.items():
-            for k, v in values.items():
-                flat[f"{name}.{k}"] = v
-        return flat
+        """``{"contact.first_name": …, "unsubscribe_url": …}`` (built once, then shared)."""
+        if self._flat is None:
+            flat = dict(self.top_slots)
+            for name, (values, _) in self.namespaces.items():
+                for k, v in values.items():
+                    flat[f"{name}.{k}"] = v
+            self._flat = flat
+        return self._flat
 
 
 # ------------------------------------------------------------------------------------------
@@ -381,6 +388,7 @@ class Renderer:
         self._envs: dict[str, jinja2.Environment] = {}
         self._subject_env = self._make_env(None, autoescape=False)
         self._variants: dict[tuple, list[Variant]] = {}
+        self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
         self.compiles = 0  # MJML compilations (for the benchmark and tests)
 
     # -- environments ------------------------------------------------------------------------
@@ -411,9 +419,13 @@ class Renderer:
 
     def resolve_template(self, name: str, lang: str) -> tuple[str, str]:
         """(template file relative to templates/, language used) with fallback to default."""
+        found = self._resolved.get((name, lang))
+        if found is not None:
+            return found
         for candidate in dict.fromkeys((lang, self.default_language)):
             rel = f"{candidate}/{name}{TEMPLATE_EXT}"
             if (self.dir / rel).is_file():
+                self._resolved[(name, lang)] = (rel, candidate)
                 return rel, candidate
         raise TemplateError(
             f"template {name!r} not found for {lang!r} nor for the default {self.default_language!r}",
