@@ -189,7 +189,9 @@ class Transport:
         if unsub.url:
             targets.append(f"<{unsub.url}/{token}>")
         if unsub.mailto:
-            targets.append(f"<mailto:{unsub.mailto}?subject={quote('unsubscribe ' + token)}>")
+            # send ids are hex: quoting them is the identity (the fast path of a hot loop)
+            q = token if token.isalnum() and token.isascii() else quote(token)
+            targets.append(f"<mailto:{unsub.mailto}?subject=unsubscribe%20{q}>")
         headers = {}
         if targets:
             headers["List-Unsubscribe"] = ", ".join(targets)
