@@ -164,3 +164,55 @@ def test_plan_prints_the_split_note(sg: Path) -> None:
         )
         for n in notes
     )
+
+
+# ------------------------------------------------------------------------------------------
+# The fast paths agree with the reference ones
+
+
+_text = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+    # the worst cases: what HTML escaping, JSON escaping, urlencode and upper() grow most
+    st.text(alphabet=st.sampled_from('"<&\\\x01ßﬁ😀é a'), max_size=150),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fast_json_and_size_bound_agree_with_the_reference(material, data) -> None:
+    ws, campaign, batch = material
+    t = SendGridTransport(ws, campaign)
+    r0 = batch.recipients[0]
+    values = {k: data.draw(_text) if isinstance(v, str) else v for k, v in r0.values.items()}
+    contact = dataclasses.replace(
+        r0.contact, first_name=data.draw(_text), last_name=data.draw(_text)
+    )
+    r = dataclasses.replace(r0, values=values, contact=contact, send_id=new_id())
+    b = Batch("x", campaign, batch.step, batch.variant, [r])
+    shape = t._shape(batch.variant, batch.step.id, False)
+    # the hand-built JSON is the reference dict, exactly
+    assert json.loads(t.personalization_json(r, False, shape)) == t.personalization(b, r)
+    # the quick size bound used by split() is never below the exact size
+    bound = t._bounder(batch.variant, batch.step.id, shape)
+    try:
+        exact = t._measure(batch.variant, batch.step.id, r, shape)
+    except ListError:  # really over 10,000 bytes: the bound must say so too
+        with pytest.raises(ListError):
+            bound(r)
+        return
+    assert bound(r) >= exact
+    subs = t.personalization(b, r).get("substitutions", {})
+    assert bound.subs(r.values) >= len(
+        json.dumps(subs, ensure_ascii=False, separators=(",", ":")).encode()
+    )
+
+
+def test_fast_json_matches_for_every_planned_recipient(sg: Path) -> None:
+    plan = plan_only(sg, "sg", steps=("note",))
+    t = plan.transport
+    for b in plan.steps[0].batches:
+        shape = t._shape(b.variant, b.step.id, False)
+        for r in b.recipients:
+            assert json.loads(t.personalization_json(r, False, shape)) == t.personalization(b, r)
