@@ -96,6 +96,8 @@ def test_5xx_is_retried_with_capped_exponential_backoff_and_jitter(
     assert len(set(sleeps[2:])) > 1  # jitter: the capped delays are not all the same
     # the failed attempts were not accepted: one copy each
     assert fake.received_by() == EVERYONE
+    # every attempt at the first batch sent the same body
+    assert len({r.body for r in fake.mail_requests[:8]}) == 1
 
 
 def test_consecutive_failures_pause_the_run_and_rerun_resumes(sg: Path, fake: FakeSendGrid) -> None:

@@ -68,6 +68,7 @@ from outreach.exceptions import (
     ConfigError,
     FatalError,
     ListError,
+    OutreachError,
     PermanentError,
     TransientError,
     UnknownOutcome,
@@ -636,9 +637,28 @@ class SendGridTransport(Transport):
                 f"{self.redact(_text(resp.body))[:200]}"
             ) from None
 
+    def deliver(self, batch: Batch) -> Delivery:
+        try:
+            return super().deliver(batch)
+        finally:
+            self._bodies.pop(batch.id, None)
+
+    def _body(self, batch: Batch) -> str:
+        """The request body, built once per batch (retries reuse it)."""
+        future = self._bodies.get(batch.id)
+        if future is None:
+            future = self._bodies[batch.id] = Future()
+            try:
+                future.set_result(self.payload(batch))
+            except BaseException as exc:
+                future.set_exception(exc)
+        try:
+            return future.result()
+        except OutreachError as exc:  # nothing was sent
+            raise FatalError(f"batch {batch.id[:8]} could not be built: {exc}") from None
+
     def _deliver(self, batch: Batch) -> Delivery:
-        future = self._bodies.pop(batch.id, None)
-        body = future.result() if future is not None else self.payload(batch)
+        body = self._body(batch)
         size = _nbytes(body)
         if size >= self.max_request_bytes:
             raise FatalError(
