@@ -268,3 +268,22 @@ def test_key_is_redacted_in_cli_output(sg: Path, fake: FakeSendGrid) -> None:
     assert result.exit_code == 1
     assert "401" in result.output and "key [redacted] revoked" in result.output
     assert KEY not in result.output
+
+
+def test_bad_settings_are_explained(sg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outreach.exceptions import ConfigError
+    from outreach.send import load
+    from outreach.transports import make_transport
+    from outreach.workspace import Workspace
+
+    campaign = load(Workspace.open(sg), "sg").campaign
+    monkeypatch.setenv("SENDGRID_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="SENDGRID_TIMEOUT 'soon' is not a number"):
+        make_transport(Workspace.open(sg), campaign, "sendgrid")
+    monkeypatch.delenv("SENDGRID_TIMEOUT")
+    monkeypatch.setenv("SENDGRID_API_HOST", "api.sendgrid.com")
+    with pytest.raises(ConfigError, match="is not an http"):
+        make_transport(Workspace.open(sg), campaign, "sendgrid")
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    with pytest.raises(ConfigError, match="SENDGRID_API_KEY is not set"):
+        make_transport(Workspace.open(sg), campaign, "sendgrid")

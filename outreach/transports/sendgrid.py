@@ -196,7 +196,16 @@ class SendGridTransport(Transport):
             )
         self.host = host
         self.client = SendGridAPIClient(api_key=key, host=host)
-        self.timeout = float(timeout or workspace.setting("SENDGRID_TIMEOUT") or DEFAULT_TIMEOUT)
+        raw_timeout = timeout or workspace.setting("SENDGRID_TIMEOUT") or DEFAULT_TIMEOUT
+        try:
+            self.timeout = float(raw_timeout)
+            assert self.timeout > 0
+        except (ValueError, AssertionError):
+            raise ConfigError(
+                f"SENDGRID_TIMEOUT {raw_timeout!r} is not a number of seconds",
+                where="environment / .env",
+                hint=f"leave it unset for {DEFAULT_TIMEOUT:g} s",
+            ) from None
         self.clock = clock
         self.max_request_bytes = MAX_REQUEST_BYTES
         opts = campaign.spec.sendgrid
@@ -217,7 +226,6 @@ class SendGridTransport(Transport):
         self._builder: ThreadPoolExecutor | None = None
         self._bodies: dict[str, Future[str]] = {}
         self._planned_bytes: Counter = Counter()
-        self._split_reasons: Counter = Counter()
         logger = logging.getLogger("python_http_client.client")
         for f in list(logger.filters):
             if isinstance(f, _Redact):
@@ -463,7 +471,6 @@ class SendGridTransport(Transport):
                 f"variant {variant.id}: {len(recipients)} recipient(s) need {len(chunks)} "
                 f"requests instead of {minimum} ({why})"
             )
-        self._split_reasons.update(reasons)
         return [(c, notes if i == 0 else []) for i, c in enumerate(chunks)]
 
     def _bounder(self, variant: Variant, step: str, shape: _Shape) -> Callable[[Recipient], int]:
