@@ -16,11 +16,11 @@ this), while MJML compiles once per variant.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ TEMPLATE_EXT = ".mjml"
 # character by character, so that it can be applied to a slot or to the text around it).
 
 
-@lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 16)
 def _urlencode(value: str) -> str:
     return quote(value, safe="")
 

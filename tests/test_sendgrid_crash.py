@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sendgrid_fake import FakeSendGrid
-from sendgrid_helpers import ENV, KEY, copy_example, edit, rows
+
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendgrid_helpers import ENV, KEY, copy_example, edit, rows
 
 pytestmark = pytest.mark.slow
 

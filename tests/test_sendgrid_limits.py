@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sendgrid_fake import FakeSendGrid
-from sendgrid_helpers import KEY, copy_fixture, edit, plan_only, run_send, use_fake
 
 from outreach.exceptions import ListError
 from outreach.ledger import new_id
@@ -23,6 +21,8 @@ from outreach.transports.sendgrid import (
     SendGridTransport,
 )
 from outreach.workspace import Workspace
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendgrid_helpers import KEY, copy_fixture, edit, plan_only, run_send, use_fake
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sendgrid_helpers import copy_fixture, edit, rows, run_send
+
+from tests.sendgrid_helpers import copy_fixture, edit, rows, run_send
 
 pytestmark = [
     pytest.mark.live,

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sendgrid_fake import ASM_TAG, FakeSendGrid
-from sendgrid_helpers import (
+
+from outreach.cli import main
+from outreach.transports import choose
+from outreach.transports.sendgrid import SUBSCRIPTION_TAG, display_name
+from outreach.workspace import Workspace
+from tests.sendgrid_fake import ASM_TAG, FakeSendGrid
+from tests.sendgrid_helpers import (
     KEY,
     REPO,
     copy_example,
@@ -24,11 +29,6 @@ from sendgrid_helpers import (
     run_send,
     use_fake,
 )
-
-from outreach.cli import main
-from outreach.transports import choose
-from outreach.transports.sendgrid import SUBSCRIPTION_TAG, display_name
-from outreach.workspace import Workspace
 
 OAI = REPO.parent / "shared" / "sendgrid-oai"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
-from sendgrid_fake import FakeSendGrid
-from sendgrid_helpers import KEY, Sleeps, copy_fixture, rows, run_send, use_fake
 
 from outreach import console as console_mod
 from outreach.cli import main
 from outreach.send import PAUSE_AFTER, QuietUI
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendgrid_helpers import KEY, Sleeps, copy_fixture, rows, run_send, use_fake
 
 EVERYONE = Counter(
     {

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sendgrid_fake import FakeSendGrid
-from sendgrid_helpers import KEY, batches, copy_example, edit, rows, run_send, use_fake
 
 from outreach.cli import main
 from outreach.countries import CountryTable
 from outreach.scheduled import cancel
 from outreach.transports.sendgrid import SCHEDULE_AHEAD
 from outreach.workspace import Workspace
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendgrid_helpers import KEY, batches, copy_example, edit, rows, run_send, use_fake
 
 STEP = "human-rights-day"
 
