@@ -199,6 +199,50 @@ def status(ctx, campaign, as_json, now):
 
 @main.command()
 @click.argument("campaign")
+@click.option("--step", "step", required=True, metavar="ID", help="The step whose sends to cancel.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--now", "now", metavar="ISO-TIME", hidden=True)
+@click.pass_context
+def cancel(ctx, campaign, step, yes, now):
+    """Cancel the scheduled SendGrid deliveries of STEP that have not gone out yet.
+
+    Local-time steps are handed to SendGrid up to 72 h ahead; this cancels them through
+    SendGrid's scheduled sends and marks them cancelled in the ledger (they are not resent).
+    """
+    from outreach.console import RichUI, say
+    from outreach.scheduled import cancel as run_cancel
+
+    ws = _workspace(ctx)
+    preview = run_cancel(ws, campaign, step, now=_now(now), dry_run=True)
+    if preview.nothing:
+        say(
+            f"Nothing to cancel: step {step} has no scheduled SendGrid delivery still ahead"
+            + (f" ({preview.delivered} already delivered)." if preview.delivered else ".")
+        )
+        return
+    question = (
+        f"Cancel {preview.cancelled} scheduled message(s) of step {step} "
+        f"({len(preview.batches)} SendGrid batch(es))?"
+    )
+    if not (yes or RichUI().confirm(question)):
+        raise click.ClickException("not cancelled")
+    result = run_cancel(ws, campaign, step, now=_now(now))
+    for batch_id, outcome, n in result.batches:
+        say(f"SendGrid batch {batch_id}: {outcome} ({n} message(s))")
+    say(
+        f"Cancelled {result.cancelled} scheduled message(s) of step {step}; they will not be resent."
+    )
+    if result.last_minute:
+        say(
+            f"{result.last_minute} of them were due within 10 minutes: SendGrid does not "
+            "guarantee those are stopped."
+        )
+    if result.delivered:
+        say(f"{result.delivered} message(s) of this step had already gone out.")
+
+
+@main.command()
+@click.argument("campaign")
 @click.option("--step", "step", required=True, metavar="ID", help="The step to preview.")
 @click.option("--contact", "email", metavar="EMAIL", help="The contact's address.")
 @click.option(

@@ -314,6 +314,14 @@ def normalize_column(name: str) -> str:
 
 def clean_text(value: str) -> str:
     """Strip, remove control characters, collapse runs of whitespace, NFC-normalize."""
+    if (
+        value.isprintable()  # no control characters, and no whitespace but " "
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+        and (value.isascii() or unicodedata.is_normalized("NFC", value))
+    ):
+        return value  # already clean (the common case; the same result, faster)
     return unicodedata.normalize("NFC", _WS.sub(" ", _CONTROL.sub("", value)).strip())
 
 

@@ -216,6 +216,10 @@ class Ledger:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # big sends: batches of random-key inserts dirty thousands of pages; checkpointing
+            # the WAL after every commit made inserts grow with the table (30% slower at 300k)
+            conn.execute("PRAGMA cache_size = -131072")  # up to 128 MB
+            conn.execute("PRAGMA wal_autocheckpoint = 20000")  # pages (80 MB)
         except sqlite3.OperationalError as exc:
             raise _explain(exc, path) from None
         except sqlite3.DatabaseError as exc:

@@ -35,6 +35,7 @@ from outreach.exceptions import Location, TemplateError
 
 MARKER_RE = re.compile(r"\[\[([a-z_][\w.]*(?:\|[a-z_]+)*)\]\]")
 FILLED_RE = re.compile(r"\[\[([ht]):([a-z_][\w.]*(?:\|[a-z_]+)*)\]\]")
+_HTML_SPECIAL = re.compile(r"[&<>'\"]")  # what markupsafe.escape replaces
 TEMPLATE_EXT = ".mjml"
 
 # ------------------------------------------------------------------------------------------
@@ -42,6 +43,7 @@ TEMPLATE_EXT = ".mjml"
 # character by character, so that it can be applied to a slot or to the text around it).
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _urlencode(value: str) -> str:
     return quote(value, safe="")
 
@@ -340,11 +342,19 @@ class Variant:
     _subject: _Compiled = field(init=False, repr=False)
     _html: _Compiled = field(init=False, repr=False)
     _text: _Compiled = field(init=False, repr=False)
+    _specs: list[tuple[str, bool, str, tuple[str, ...]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._subject = _Compiled.of(self.subject)
         self._html = _Compiled.of(self.html)
         self._text = _Compiled.of(self.text)
+        # (marker, html-escaped?, key, transforms) for every distinct marker, parsed once
+        specs = {}
+        for compiled in (self._subject, self._html, self._text):
+            for kind, key, chain in compiled.markers:
+                marker = "[[" + kind + ":" + "|".join((key, *chain)) + "]]"
+                specs[marker] = (marker, kind == "h", key, chain)
+        self._specs = sorted(specs.values())
         digest = hashlib.sha256(
             repr(
                 (self.step, self.template, self.base, sorted(self.conditions.items(), key=repr))
@@ -363,19 +373,17 @@ class Variant:
 
     def markers(self) -> set[str]:
         """Every marker string (as it appears in the content) used by this variant."""
-        return {
-            m.group(0) for t in (self.subject, self.html, self.text) for m in FILLED_RE.finditer(t)
-        }
+        return {spec[0] for spec in self._specs}
 
     def substitutions(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Marker → filled value, for a provider that substitutes server-side."""
         subs = {}
-        for marker in self.markers():
-            m = FILLED_RE.fullmatch(marker)
-            assert m
-            key, *chain = m.group(2).split("|")
-            v = apply_transforms(values[key], chain)
-            subs[marker] = str(markupsafe.escape(v)) if m.group(1) == "h" else v
+        escape, special = markupsafe.escape, _HTML_SPECIAL.search
+        for marker, html, key, chain in self._specs:
+            v = values[key]
+            if chain or type(v) is not str:
+                v = apply_transforms(v, chain)
+            subs[marker] = str(escape(v)) if html and special(v) else v
         return subs
 
 
@@ -391,13 +399,17 @@ class RecipientData:
     structural: dict[str, Any]  # top-level structural variables (campaign, step, stats, …)
     namespaces: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # name → (slot values, structural)
     top_slots: dict[str, Any]  # top-level per-recipient variables (unsubscribe_url, …)
+    _flat: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def flat_values(self) -> dict[str, Any]:
-        flat = dict(self.top_slots)
-        for name, (values, _) in self.namespaces.items():
-            for k, v in values.items():
-                flat[f"{name}.{k}"] = v
-        return flat
+        """``{"contact.first_name": …, "unsubscribe_url": …}`` (built once, then shared)."""
+        if self._flat is None:
+            flat = dict(self.top_slots)
+            for name, (values, _) in self.namespaces.items():
+                for k, v in values.items():
+                    flat[f"{name}.{k}"] = v
+            self._flat = flat
+        return self._flat
 
 
 # ------------------------------------------------------------------------------------------
@@ -413,6 +425,7 @@ class Renderer:
         self._envs: dict[str, jinja2.Environment] = {}
         self._subject_env = self._make_env(None, autoescape=False)
         self._variants: dict[tuple, list[Variant]] = {}
+        self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
         self.compiles = 0  # MJML compilations (for the benchmark and tests)
 
     # -- environments ------------------------------------------------------------------------
@@ -446,9 +459,13 @@ class Renderer:
 
     def resolve_template(self, name: str, lang: str) -> tuple[str, str]:
         """(template file relative to templates/, language used) with fallback to default."""
+        found = self._resolved.get((name, lang))
+        if found is not None:
+            return found
         for candidate in dict.fromkeys((lang, self.default_language)):
             rel = f"{candidate}/{name}{TEMPLATE_EXT}"
             if (self.dir / rel).is_file():
+                self._resolved[(name, lang)] = (rel, candidate)
                 return rel, candidate
         raise TemplateError(
             f"template {name!r} not found for {lang!r} nor for the default {self.default_language!r}",

@@ -441,6 +441,7 @@ def _plan_step(
         for chunk, notes in transport.split(sp.variants[vid], recs):
             sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))
             sp.notes.extend(notes)
+    sp.notes.extend(transport.plan_notes(sp.batches))
     return budget
 
 
@@ -483,6 +484,13 @@ def execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
             for sp in plan.steps:
                 res = results[sp.step.id]
                 for batch in sp.batches:
+                    try:
+                        transport.prepare_batch(batch)  # e.g. a SendGrid batch id (scheduled)
+                    except FatalError as exc:
+                        res.errors.append(str(exc))
+                        outcome = "stopped"
+                        summary.paused = f"stopped: {exc.message}"
+                        raise
                     ledger.mark_pending(
                         campaign=campaign.name,
                         step=sp.step.id,

@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from outreach.exceptions import PermanentError, TransientError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from outreach.campaign import Campaign, ResolvedStep
@@ -105,6 +107,14 @@ class Transport:
         n = self.max_batch
         return [(recipients[i : i + n], []) for i in range(0, len(recipients), n)]
 
+    def plan_notes(self, batches: list[Batch]) -> list[str]:
+        """Lines the plan prints about a step's batches (how they map to provider requests)."""
+        return []
+
+    def prepare_batch(self, batch: Batch) -> None:
+        """Called before a batch's rows are written ``pending``: set ``batch.provider_batch_id``
+        if the provider needs one (SendGrid: scheduled sends). Raises :class:`FatalError`."""
+
     # -- delivery ------------------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> Delivery:
@@ -113,10 +123,15 @@ class Transport:
         Raises :class:`PermanentError`/:class:`FatalError` (nothing accepted), or
         :class:`UnknownOutcome` (may have been accepted).
         """
+        return self.retrying(lambda: self._deliver(batch))
+
+    def retrying(self, call: Callable[[], T]) -> T:
+        """Run ``call``, retrying :class:`TransientError` (honouring ``retry_after``); after
+        ``retries`` retries the last one becomes a :class:`PermanentError`."""
         attempt = 0
         while True:
             try:
-                return self._deliver(batch)
+                return call()
             except TransientError as exc:
                 attempt += 1
                 if attempt > self.retries:
@@ -125,6 +140,8 @@ class Transport:
                         status=exc.status,
                         body=exc.body,
                         where=exc.where,
+                        hint=exc.hint,
+                        details=exc.details,
                     ) from None
                 delay = self._delay(attempt, exc.retry_after)
                 if self.on_retry:
@@ -172,7 +189,9 @@ class Transport:
         if unsub.url:
             targets.append(f"<{unsub.url}/{token}>")
         if unsub.mailto:
-            targets.append(f"<mailto:{unsub.mailto}?subject={quote('unsubscribe ' + token)}>")
+            # send ids are hex: quoting them is the identity (the fast path of a hot loop)
+            q = token if token.isalnum() and token.isascii() else quote(token)
+            targets.append(f"<mailto:{unsub.mailto}?subject=unsubscribe%20{q}>")
         headers = {}
         if targets:
             headers["List-Unsubscribe"] = ", ".join(targets)

@@ -1,0 +1,147 @@
+"""Helpers for the SendGrid transport tests: workspaces, a fake-backed send, direct renders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from outreach.ledger import Ledger
+from outreach.render import Message
+from outreach.send import QuietUI, SendOptions, SendPlan, SendSummary, execute, load, prepare
+from outreach.transports import Transport
+from outreach.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sendgrid"
+KEY = "SG.tEsT-kEy.Zq8x7w6v5u4t3s2r1q0p"  # never to be seen outside the Authorization header
+ENV = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "OUTREACH_DB", "SENDGRID_WEBHOOK_PUBLIC_KEY")
+
+
+def copy_example(dest: Path) -> Path:
+    """The shipped example workspace (campaigns/, lists/, templates/)."""
+    for name in ("campaigns", "lists", "templates"):
+        shutil.copytree(REPO / name, dest / name)
+    return dest
+
+
+def copy_fixture(dest: Path) -> Path:
+    """The small ``sg`` campaign under tests/fixtures/sendgrid, with the real countries.csv."""
+    shutil.copytree(FIXTURE, dest)
+    shutil.copy(REPO / "lists" / "countries.csv", dest / "lists" / "countries.csv")
+    return dest
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace text in a workspace file (campaign YAML, CSV); the text must be there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+def use_fake(monkeypatch: pytest.MonkeyPatch, url: str, key: str = KEY) -> None:
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SENDGRID_API_KEY", key)
+    monkeypatch.setenv("SENDGRID_API_HOST", url)
+
+
+class Sleeps(list):
+    """An injected ``sleep`` that records the delays instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def run_send(
+    root: Path,
+    name: str,
+    *,
+    steps: tuple[str, ...] = (),
+    now: datetime | None = None,
+    sleep: Callable[[float], None] | None = None,
+    retries: int | None = None,
+    timeout: float | None = None,
+    resend_unknown: bool = False,
+    transport: str | None = "sendgrid",
+    configure: Callable[[Transport], None] | None = None,
+    ui: QuietUI | None = None,
+) -> tuple[SendSummary, SendPlan]:
+    """Plan and execute a send in-process (the library path of ``outreach send --yes``)."""
+    ws = Workspace.open(root)
+    options = SendOptions(
+        steps=steps,
+        skip_invalid=True,
+        yes=True,
+        now=now,
+        transport=transport,
+        resend_unknown=resend_unknown,
+        allow_late=True,
+    )
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        ledger.acquire_send_lock(name)
+        plan = prepare(ws, name, options, ledger)
+        t = plan.transport
+        t.sleep = sleep if sleep is not None else Sleeps()
+        if retries is not None:
+            t.retries = retries
+        if timeout is not None:
+            t.timeout = timeout  # type: ignore[attr-defined]
+        if configure is not None:
+            configure(t)
+        summary = execute(plan, ledger, ui or QuietUI(True))
+    return summary, plan
+
+
+def plan_only(root: Path, name: str, **kw) -> SendPlan:
+    ws = Workspace.open(root)
+    options = SendOptions(dry_run=True, skip_invalid=True, transport="sendgrid", **kw)
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        return prepare(ws, name, options, ledger)
+
+
+def rows(root: Path, where: str = "1=1") -> list[dict]:
+    """The ledger's ``sends`` rows as dicts."""
+    conn = sqlite3.connect(root / ".outreach" / "outreach.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(f"SELECT * FROM sends WHERE {where}")]
+    finally:
+        conn.close()
+
+
+def batches(root: Path) -> list[dict]:
+    conn = sqlite3.connect(root / ".outreach" / "outreach.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM batches")]
+    finally:
+        conn.close()
+
+
+_LOADED: dict = {}
+
+
+def direct_render(root: Path, name: str, step_id: str, email: str, unsubscribe_url: str) -> Message:
+    """What one contact should receive, rendered on their own (no variants, no substitutions)."""
+    key = (str(root), name)
+    if key not in _LOADED:
+        _LOADED[key] = load(Workspace.open(root), name)
+    loaded = _LOADED[key]
+    campaign = loaded.campaign
+    step = campaign.step(step_id)
+    contact = next(c for c in loaded.contacts.contacts if c.email == email)
+    _tpl, lang = loaded.renderer.resolve_template(step.spec.template, contact.language)
+    subject, _ = step.spec.text_for("subject", lang, campaign.default_language)
+    preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
+    data = loaded.builder.recipient(step, contact, lang, unsubscribe_url)
+    return loaded.renderer.render_naive(step.spec.template, lang, data, subject, preheader)
+
+
+def no_markers(text: str) -> bool:
+    return re.search(r"\[\[[ht]:", text) is None
