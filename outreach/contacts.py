@@ -67,8 +67,10 @@ RELATIONSHIP_ALIASES = {
 }
 _HTMLISH = re.compile(r"<\s*/?\s*[a-zA-Z!]|javascript:|\bon[a-z]+\s*=|&#?\w+;", re.IGNORECASE)
 _TEMPLATEISH = re.compile(r"\{\{|\{%|\[\[|\]\]|<%")
+_SUSPICIOUS = re.compile(f"{_HTMLISH.pattern}|{_TEMPLATEISH.pattern}", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
+_TAG_SPLIT = re.compile(r"[;,]")
 _IDENT = re.compile(r"[^0-9a-zA-Z]+")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
@@ -518,7 +520,7 @@ def _validate_row(
     names = {}
     for col in ("first_name", "last_name", "organization"):
         value = clean_text(rec.get(col, ""))
-        if _HTMLISH.search(value) or _TEMPLATEISH.search(value):
+        if _SUSPICIOUS.search(value):
             err(col, f"looks like HTML, script or template code: {value[:40]!r}", "type plain text")
         names[col] = value
 
@@ -565,10 +567,15 @@ def _validate_row(
                 "use member, ally or newcomer (or set defaults.relationship in the campaign)",
             )
 
-    tags = tuple(
-        dict.fromkeys(
-            t for t in (clean_text(x).lower() for x in re.split(r"[;,]", rec.get("tags", ""))) if t
+    raw_tags = rec.get("tags", "")
+    tags = (
+        tuple(
+            dict.fromkeys(
+                t for t in (clean_text(x).lower() for x in _TAG_SPLIT.split(raw_tags)) if t
+            )
         )
+        if raw_tags
+        else ()
     )
     extra = {}
     for col, value in rec.items():

@@ -333,6 +333,10 @@ class CountryTable:
         if not isinstance(text, str):
             return None
         raw = text.strip()
+        if len(raw) == 2 and raw.isascii():  # the common case: a code, no index needed
+            found = self.get(raw.upper())
+            if found is not None:
+                return found
         index = self._get_index()
         if raw.isascii() and raw.isalpha():
             up = raw.upper()

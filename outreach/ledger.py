@@ -20,7 +20,6 @@ import json
 import os
 import socket
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,8 +155,21 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+_ID_POOL: list[str] = []
+os.register_at_fork(after_in_child=_ID_POOL.clear)  # a forked child must never reuse ids
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random 128-bit id as 32 hex digits (send ids, batch ids): unguessable, so a send id
+    can serve as the token in a one-click unsubscribe URL.
+
+    Random bytes are fetched from the OS 16 KiB at a time: one ``getrandom`` call per id cost
+    about 10 µs here, a tenth of a 100k send's planning.
+    """
+    if not _ID_POOL:
+        raw = os.urandom(16 * 1024)
+        _ID_POOL.extend(raw[i : i + 16].hex() for i in range(0, len(raw), 16))
+    return _ID_POOL.pop()
 
 
 def sqlite_path(url: str, root: Path) -> Path:
@@ -383,9 +395,7 @@ class Ledger:
                 """INSERT INTO sends (send_id, campaign, step, contact_id, transport, email, status,
                        batch_id, variant, segment, relationship, country, country_status, language,
                        send_at, attempts, run_id, created_at, updated_at)
-                   VALUES (:send_id, :campaign, :step, :contact_id, :transport, :email, 'pending',
-                       :batch_id, :variant, :segment, :relationship, :country, :country_status,
-                       :language, :send_at, 1, :run_id, :ts, :ts)
+                   VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
                    ON CONFLICT DO UPDATE SET
                        status = 'pending', batch_id = excluded.batch_id, variant = excluded.variant,
                        email = excluded.email, send_at = excluded.send_at, error = NULL,
@@ -393,17 +403,25 @@ class Ledger:
                        updated_at = excluded.updated_at
                    WHERE sends.status IN ('failed', 'unknown', 'cancelled')""",
                 [
-                    {
-                        **r,
-                        "campaign": campaign,
-                        "step": step,
-                        "transport": transport,
-                        "batch_id": batch_id,
-                        "variant": variant,
-                        "run_id": run_id,
-                        "ts": ts,
-                        "send_at": r.get("send_at"),
-                    }
+                    (
+                        r["send_id"],
+                        campaign,
+                        step,
+                        r["contact_id"],
+                        transport,
+                        r["email"],
+                        batch_id,
+                        variant,
+                        r["segment"],
+                        r["relationship"],
+                        r["country"],
+                        r["country_status"],
+                        r["language"],
+                        r.get("send_at"),
+                        run_id,
+                        ts,
+                        ts,
+                    )
                     for r in rows
                 ],
             )

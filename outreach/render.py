@@ -457,6 +457,11 @@ class Renderer:
             self._envs[lang] = self._make_env(lang, autoescape=True)
         return self._envs[lang]
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one Renderer per run; bounded
+    def _text_template(self, source: str) -> jinja2.Template:
+        """A subject or preheader, compiled once (they are rendered for every variant)."""
+        return self._subject_env.from_string(source)
+
     def resolve_template(self, name: str, lang: str) -> tuple[str, str]:
         """(template file relative to templates/, language used) with fallback to default."""
         found = self._resolved.get((name, lang))
@@ -488,9 +493,9 @@ class Renderer:
     ):
         env = self.env(lang)
         try:
-            subject_out = self._subject_env.from_string(subject).render(ctx)
+            subject_out = self._text_template(subject).render(ctx)
             if preheader is not None:
-                ctx = {**ctx, "preheader": self._subject_env.from_string(preheader).render(ctx)}
+                ctx = {**ctx, "preheader": self._text_template(preheader).render(ctx)}
             else:
                 ctx = {**ctx, "preheader": ""}
             body = env.get_template(template.split("/", 1)[1]).render(ctx)
