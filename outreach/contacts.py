@@ -14,7 +14,7 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -154,7 +154,7 @@ class ContactList:
 class _Table:
     source: str
     header: list[str]
-    rows: list[tuple[int, list[str]]]  # (row number as a spreadsheet shows it, values)
+    rows: Iterable[tuple[int, list[str]]]  # (row number as a spreadsheet shows it, values)
     encoding: str
     issues: list[Issue]
 
@@ -224,50 +224,54 @@ def _decode(raw: bytes, source: str) -> tuple[str, str, set[int], list[Issue]]:
 
 
 def _read_csv(path: Path, source: str) -> _Table:
+    """Read the header now and the rows lazily (a million-row list is never held as cells)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ListError(f"cannot read the file: {exc.strerror}", where=source) from None
     text, enc, bad_lines, issues = _decode(raw, source)
+    del raw
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count) if first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    rows: list[tuple[int, list[str]]] = []
-    header: list[str] | None = None
-    start = 1
     try:
-        for values in reader:
-            end = reader.line_num
-            span = range(start, end + 1)
-            if header is None:
-                header = values
-            elif not any(v.strip() for v in values):
-                pass  # blank line
-            elif any(n in bad_lines for n in span):
-                issues.append(
-                    Issue(
-                        "error",
-                        source,
-                        start,
-                        None,
-                        f"cannot decode this row as {enc.split(' ')[0]}",
-                        "re-type the accented characters or re-save the file as UTF-8",
-                    )
-                )
-            else:
-                rows.append((start, values))
-            start = end + 1
+        header = next(reader, None)
     except csv.Error as exc:
-        raise ListError(
-            f"malformed CSV: {exc}",
-            where=Location(source, start),
-            hint="a quote is probably not closed; open the file in a spreadsheet and re-export it",
-        ) from None
+        raise ListError(f"malformed CSV header: {exc}", where=Location(source, 1)) from None
     if header is None:
         raise ListError(
             "the file is empty", where=source, hint="add a header row with at least 'email'"
         )
-    return _Table(source, header, rows, enc, issues)
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        start = reader.line_num + 1
+        try:
+            for values in reader:
+                end = reader.line_num
+                if not any(v.strip() for v in values):
+                    pass  # blank line
+                elif bad_lines and any(n in bad_lines for n in range(start, end + 1)):
+                    issues.append(
+                        Issue(
+                            "error",
+                            source,
+                            start,
+                            None,
+                            f"cannot decode this row as {enc.split(' ')[0]}",
+                            "re-type the accented characters or re-save the file as UTF-8",
+                        )
+                    )
+                else:
+                    yield start, values
+                start = end + 1
+        except csv.Error as exc:
+            raise ListError(
+                f"malformed CSV: {exc}",
+                where=Location(source, start),
+                hint="a quote is probably not closed; open the file in a spreadsheet and re-export it",
+            ) from None
+
+    return _Table(source, header, rows(), enc, issues)
 
 
 def _read_xlsx(path: Path, source: str) -> _Table:
@@ -419,7 +423,7 @@ def load_contacts(
     for path in paths:
         table = read_table(path, root)
         encodings[table.source] = table.encoding
-        issues.extend(table.issues)
+        mark = len(issues)
         columns = [normalize_column(h) for h in table.header]
         if "email" not in columns:
             raise ListError(
@@ -488,6 +492,11 @@ def load_contacts(
             seen[contact.key] = contact
             seen_ids[contact.contact_id] = contact
             contacts.append(contact)
+        # rows are read lazily, so the reader's own issues (decoding) are complete only now;
+        # report the file's issues in row order, file-wide ones first
+        file_issues = issues[mark:] + table.issues
+        del issues[mark:]
+        issues.extend(sorted(file_issues, key=lambda i: i.row or 0))
     return ContactList(contacts, issues, rows_read, encodings)
 
 

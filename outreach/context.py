@@ -8,8 +8,10 @@ differ per recipient become slots (see :mod:`outreach.render`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from datetime import date
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from babel.dates import format_date, format_skeleton
@@ -185,14 +187,62 @@ class ContextBuilder:
                 "country": (country_values, {"status": status}),
             },
             top_slots={"unsubscribe_url": unsubscribe_url},
+            values=RecipientValues(contact, country_values, unsubscribe_url),
         )
 
 
-def country_values_for(country: Country | None, lang: str, as_of: date) -> dict[str, Any]:
-    """Per-recipient country fields (slots). Empty strings where unknown or not applicable."""
+CONTACT_FIELDS = ("first_name", "last_name", "full_name", "organization", "email", "tags")
+
+
+class RecipientValues(Mapping[str, Any]):
+    """A recipient's flat slot values (``contact.first_name``, ``country.name``,
+    ``unsubscribe_url``), read on demand from the contact and the shared country values.
+
+    A plan keeps one per recipient until it is delivered; three references instead of a dict
+    of twenty entries is what keeps a million-recipient send within memory.
+    """
+
+    __slots__ = ("_contact", "_country", "_unsubscribe")
+
+    def __init__(self, contact: Contact, country: Mapping[str, Any], unsubscribe_url: str) -> None:
+        self._contact = contact
+        self._country = country
+        self._unsubscribe = unsubscribe_url
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "unsubscribe_url":
+            return self._unsubscribe
+        ns, _, name = key.partition(".")
+        if ns == "contact":
+            if name in CONTACT_FIELDS:
+                return getattr(self._contact, name)
+            return self._contact.extra[name]
+        if ns == "country":
+            return self._country[name]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield "unsubscribe_url"
+        for name in (*CONTACT_FIELDS, *self._contact.extra):
+            yield f"contact.{name}"
+        for name in self._country:
+            yield f"country.{name}"
+
+    def __len__(self) -> int:
+        return 1 + len(CONTACT_FIELDS) + len(self._contact.extra) + len(self._country)
+
+
+def country_values_for(country: Country | None, lang: str, as_of: date) -> Mapping[str, Any]:
+    """Per-recipient country fields (slots), shared read-only per (country, language, date).
+    Empty strings where unknown or not applicable."""
     if country is None:
-        return dict(_EMPTY_COUNTRY)
-    return dict(_country_values(country, lang, as_of))
+        return _EMPTY_COUNTRY_VALUES
+    return _shared_country_values(country, lang, as_of)
+
+
+@lru_cache(maxsize=4096)
+def _shared_country_values(country: Country, lang: str, as_of: date) -> Mapping[str, Any]:
+    return MappingProxyType(dict(_country_values(country, lang, as_of)))
 
 
 _EMPTY_COUNTRY = {
@@ -208,6 +258,9 @@ _EMPTY_COUNTRY = {
     "accession": "",
     "icescr_party": "",
 }
+
+
+_EMPTY_COUNTRY_VALUES = MappingProxyType(_EMPTY_COUNTRY)
 
 
 @lru_cache(maxsize=4096)

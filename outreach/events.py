@@ -24,7 +24,7 @@ from pathlib import Path
 
 from outreach import suppressions
 from outreach.exceptions import EventError, Location
-from outreach.ledger import Ledger, now_iso
+from outreach.ledger import Ledger, now_iso, short_id
 from outreach.workspace import Workspace
 
 EVENT_TYPES = frozenset(
@@ -335,7 +335,7 @@ def _who(source: str) -> str:
 def _why_unmatched(e: _Norm) -> str:
     what = f"{e.event} for {e.email or 'no address'}"
     if e.send_id:
-        return f"{what}: send_id {e.send_id[:12]}… is not in this ledger"
+        return f"{what}: send_id …{short_id(e.send_id)} is not in this ledger"
     if e.message_id:
         return f"{what}: message id {e.message_id.split('.', 1)[0]} is not in this ledger"
     return f"{what}: no send_id or sg_message_id"

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from outreach.exceptions import LedgerError, Location
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000  # how long to wait for another process's write lock
 STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
 
@@ -148,6 +149,10 @@ MIGRATIONS: dict[int, str] = {
         (campaign, matched, event, send_id, timestamp, type, machine_open, url);
     DROP INDEX IF EXISTS events_campaign;
     """,
+    # 3: no query looks sends up by address; the index only cost a random write per send
+    3: """
+    DROP INDEX IF EXISTS sends_email;
+    """,
 }
 
 
@@ -160,16 +165,23 @@ os.register_at_fork(after_in_child=_ID_POOL.clear)  # a forked child must never 
 
 
 def new_id() -> str:
-    """A random 128-bit id as 32 hex digits (send ids, batch ids): unguessable, so a send id
-    can serve as the token in a one-click unsubscribe URL.
+    """An id of 32 hex digits (send ids, batch ids): 12 of time in milliseconds, then 20 random.
 
-    Random bytes are fetched from the OS 16 KiB at a time: one ``getrandom`` call per id cost
-    about 10 µs here, a tenth of a 100k send's planning.
+    The 80 random bits make a send id unguessable, so it can be the token of a one-click
+    unsubscribe URL; the time prefix makes ledger inserts land at the end of the index instead
+    of on a random page (1M sends: SQLite time 85 s → 51 s). Show or shorten ids by their
+    random *end* (:func:`short_id`), never by their prefix. Random bytes come from the OS
+    10 KiB at a time (one ``getrandom`` call per id cost about 10 µs here).
     """
     if not _ID_POOL:
-        raw = os.urandom(16 * 1024)
-        _ID_POOL.extend(raw[i : i + 16].hex() for i in range(0, len(raw), 16))
-    return _ID_POOL.pop()
+        raw = os.urandom(10 * 1024)
+        _ID_POOL.extend(raw[i : i + 10].hex() for i in range(0, len(raw), 10))
+    return f"{time.time_ns() // 1_000_000:012x}{_ID_POOL.pop()}"
+
+
+def short_id(id_: str) -> str:
+    """The last 8 hex digits of an id: random, so short forms stay distinct."""
+    return id_[-8:]
 
 
 def sqlite_path(url: str, root: Path) -> Path:

@@ -399,10 +399,14 @@ class RecipientData:
     structural: dict[str, Any]  # top-level structural variables (campaign, step, stats, …)
     namespaces: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # name → (slot values, structural)
     top_slots: dict[str, Any]  # top-level per-recipient variables (unsubscribe_url, …)
-    _flat: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # the same values flat, if the builder provides a compact mapping of its own
+    values: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    _flat: Mapping[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
-    def flat_values(self) -> dict[str, Any]:
+    def flat_values(self) -> Mapping[str, Any]:
         """``{"contact.first_name": …, "unsubscribe_url": …}`` (built once, then shared)."""
+        if self.values is not None:
+            return self.values
         if self._flat is None:
             flat = dict(self.top_slots)
             for name, (values, _) in self.namespaces.items():

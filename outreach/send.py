@@ -31,7 +31,7 @@ from outreach.exceptions import (
     TemplateError,
     UnknownOutcome,
 )
-from outreach.ledger import Ledger, Row, new_id
+from outreach.ledger import Ledger, Row, new_id, short_id
 from outreach.render import Renderer, Variant, lint_template_sources
 from outreach.transports import Batch, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
@@ -535,7 +535,7 @@ def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
                     except UnknownOutcome as exc:
                         ledger.mark_batch(batch.id, "unknown", exc.message)
                         res.unknown += batch.size
-                        res.errors.append(f"batch {batch.id[:8]}: {exc.message}")
+                        res.errors.append(f"batch {short_id(batch.id)}: {exc.message}")
                         consecutive += 1
                     except FatalError as exc:
                         ledger.mark_batch(batch.id, "failed", exc.message)
@@ -547,7 +547,9 @@ def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
                     except PermanentError as exc:
                         ledger.mark_batch(batch.id, "failed", exc.message)
                         res.failed += batch.size
-                        res.errors.append(f"batch {batch.id[:8]} ({batch.size} recipients): {exc}")
+                        res.errors.append(
+                            f"batch {short_id(batch.id)} ({batch.size} recipients): {exc}"
+                        )
                         consecutive += 1
                     except BaseException:
                         # Ctrl-C or a bug while handing off: we cannot know what went out

@@ -25,7 +25,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 
 
 def eml_name(email: str, send_id: str) -> str:
-    return f"{_SAFE.sub('_', email)[:80]}--{send_id[:12]}.eml"
+    return f"{_SAFE.sub('_', email)[:80]}--{send_id[-12:]}.eml"
 
 
 class OutboxTransport(Transport):

@@ -73,6 +73,7 @@ from outreach.exceptions import (
     TransientError,
     UnknownOutcome,
 )
+from outreach.ledger import short_id
 from outreach.render import apply_transforms
 from outreach.transports.base import Batch, Delivery, Recipient, Transport
 
@@ -662,14 +663,14 @@ class SendGridTransport(Transport):
         try:
             return future.result()
         except OutreachError as exc:  # nothing was sent
-            raise FatalError(f"batch {batch.id[:8]} could not be built: {exc}") from None
+            raise FatalError(f"batch {short_id(batch.id)} could not be built: {exc}") from None
 
     def _deliver(self, batch: Batch) -> Delivery:
         body = self._body(batch)
         size = _nbytes(body)
         if size >= self.max_request_bytes:
             raise FatalError(
-                f"batch {batch.id[:8]} would be {size:,} bytes, over SendGrid's 30 MB",
+                f"batch {short_id(batch.id)} would be {size:,} bytes, over SendGrid's 30 MB",
                 hint="lower sendgrid.batch_size in the campaign file",
             )
         self.requests += 1
@@ -686,14 +687,14 @@ class SendGridTransport(Transport):
             raise self._not_sent(exc.reason, "POST /v3/mail/send") from None
         except (OSError, http.client.HTTPException) as exc:
             raise UnknownOutcome(
-                f"batch {batch.id[:8]} ({batch.size} recipients) was sent to SendGrid but no "
+                f"batch {short_id(batch.id)} ({batch.size} recipients) was sent to SendGrid but no "
                 f"answer came ({_why(exc)}); it may or may not have been accepted",
                 hint="it is marked unknown and is not resent; check SendGrid's Email Activity, "
                 "then pass --resend-unknown only for messages that did not arrive",
             ) from None
         if not 200 <= resp.status_code < 300:
             raise UnknownOutcome(
-                f"SendGrid answered {resp.status_code} to batch {batch.id[:8]}",
+                f"SendGrid answered {resp.status_code} to batch {short_id(batch.id)}",
                 status=resp.status_code,
             )
         mid = resp.headers.get("X-Message-Id")
@@ -736,7 +737,7 @@ class SendGridTransport(Transport):
         first = errors[0].get("message") if errors else None
         said = f": {first}" if first else ""
         subject = (
-            f"batch {batch.id[:8]} of step {batch.step.id} ({batch.size} recipients, "
+            f"batch {short_id(batch.id)} of step {batch.step.id} ({batch.size} recipients, "
             f"variant {batch.variant.id})"
             if batch is not None
             else what
@@ -829,7 +830,7 @@ class SendGridTransport(Transport):
                     r = batch.recipients[index]
                     who = (
                         f"recipient {r.to or r.contact.email} ({r.contact.where}, contact "
-                        f"{r.contact.contact_id}, send {r.send_id[:12]})"
+                        f"{r.contact.contact_id}, send {short_id(r.send_id)})"
                     )
                 lines.append(f"{who}: {what} — {message}")
             elif field and field != "null":
