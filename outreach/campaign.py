@@ -381,7 +381,7 @@ class Campaign:
         if self.spec.unsubscribe.todo:
             out.append(
                 f"{self.where('unsubscribe', 'todo')}: unsubscribe endpoint not ready "
-                f"({self.spec.unsubscribe.todo}); real sends refuse to start until this is removed"
+                f"({self.spec.unsubscribe.todo}); until it is, the unsubscribe links of real sends lead nowhere"
             )
         if not self.spec.unsubscribe.url:
             out.append(

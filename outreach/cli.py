@@ -110,6 +110,11 @@ def main(ctx: click.Context, root: Path | None) -> None:
     help="Resend messages whose earlier hand-off had an unknown outcome.",
 )
 @click.option(
+    "--resend-cancelled",
+    is_flag=True,
+    help="Send again to recipients whose scheduled send was cancelled (outreach cancel).",
+)
+@click.option(
     "--allow-late", is_flag=True, help="Send steps that are more than 24 h overdue without asking."
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -131,6 +136,7 @@ def send(
     transport,
     skip_invalid,
     resend_unknown,
+    resend_cancelled,
     allow_late,
     yes,
     now,
@@ -154,6 +160,7 @@ def send(
         transport=transport,
         skip_invalid=skip_invalid,
         resend_unknown=resend_unknown,
+        resend_cancelled=resend_cancelled,
         yes=yes,
         allow_late=allow_late,
         now=_now(now),

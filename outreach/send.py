@@ -48,6 +48,7 @@ class SendOptions:
     transport: str | None = None
     skip_invalid: bool = False
     resend_unknown: bool = False
+    resend_cancelled: bool = False
     yes: bool = False
     allow_late: bool = False
     now: datetime | None = None
@@ -410,8 +411,10 @@ def _plan_step(
             if row.status == "unknown" and not options.resend_unknown:
                 exclude("outcome unknown (pass --resend-unknown to resend)", contact)
                 continue
-            if row.status == "cancelled":
-                exclude("scheduled send was cancelled", contact)
+            if row.status == "cancelled" and not options.resend_cancelled:
+                exclude(
+                    "scheduled send was cancelled (pass --resend-cancelled to send again)", contact
+                )
                 continue
             sp.retrying += 1
         send_at = None
