@@ -8,6 +8,7 @@ the file, the key path and the line.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -284,8 +285,9 @@ class ResolvedStep:
     def local_time(self) -> bool:
         return self.spec.local_time
 
-    @property
+    @functools.cached_property
     def wall_clock(self) -> tuple[date, time]:
+        """The send date and time of day as written (asked once per recipient: cached)."""
         return self.send_at.date(), self.send_at.timetz().replace(tzinfo=None)
 
     def instant_in(self, tz: ZoneInfo) -> datetime:

@@ -210,15 +210,15 @@ class RecipientValues(Mapping[str, Any]):
         self._unsubscribe = unsubscribe_url
 
     def __getitem__(self, key: str) -> Any:
-        if key == "unsubscribe_url":
-            return self._unsubscribe
-        ns, _, name = key.partition(".")
-        if ns == "contact":
+        if key.startswith("country."):  # the most frequent keys first
+            return self._country[key[8:]]
+        if key.startswith("contact."):
+            name = key[8:]
             if name in CONTACT_FIELDS:
                 return getattr(self._contact, name)
             return self._contact.extra[name]
-        if ns == "country":
-            return self._country[name]
+        if key == "unsubscribe_url":
+            return self._unsubscribe
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
