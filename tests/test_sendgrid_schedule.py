@@ -17,7 +17,16 @@ from outreach.scheduled import cancel
 from outreach.transports.sendgrid import SCHEDULE_AHEAD
 from outreach.workspace import Workspace
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import KEY, batches, copy_example, edit, rows, run_send, use_fake
+from tests.sendgrid_helpers import (
+    KEY,
+    batches,
+    copy_example,
+    edit,
+    plan_only,
+    rows,
+    run_send,
+    use_fake,
+)
 
 STEP = "human-rights-day"
 
@@ -125,7 +134,10 @@ def test_cancel_stops_scheduled_messages_and_marks_them(
     assert len(fake.requests) == n
     summary, plan = run_send(ws, "december", steps=(STEP,))
     assert summary.sent == 0
-    assert plan.steps[0].exclusions["scheduled send was cancelled"] == 57
+    reason = "scheduled send was cancelled (pass --resend-cancelled to send again)"
+    assert plan.steps[0].exclusions[reason] == 57
+    again = plan_only(ws, "december", steps=(STEP,), resend_cancelled=True)
+    assert len(again.steps[0].recipients) == 57 and again.steps[0].retrying == 57
 
 
 def test_cancel_turns_a_pause_into_a_cancel(
