@@ -8,6 +8,7 @@ anything. :func:`execute` delivers the plan batch by batch under the ledger prot
 
 from __future__ import annotations
 
+import difflib
 import gc
 import time
 from collections import Counter, defaultdict
@@ -187,8 +188,25 @@ def load(ws: Workspace, name: str) -> Loaded:
         where, msg = problems[0]
         raise TemplateError(msg, where=where, details=[f"{w}: {m}" for w, m in problems[1:10]])
     for step in campaign.steps:
-        renderer.resolve_template(step.spec.template, campaign.default_language)
+        _check_template_exists(campaign, renderer, step)
     return Loaded(campaign, countries, contacts, renderer, ContextBuilder(campaign, countries))
+
+
+def _check_template_exists(campaign: Campaign, renderer: Renderer, step: ResolvedStep) -> None:
+    """A step's template must exist in the default language (the fallback for everyone)."""
+    name, lang = step.spec.template, campaign.default_language
+    try:
+        renderer.resolve_template(name, lang)
+    except TemplateError:
+        folder = renderer.dir / lang
+        there = sorted(p.stem for p in folder.glob("*.mjml") if not p.stem.startswith("_"))
+        close = difflib.get_close_matches(name, there, n=1)
+        raise TemplateError(
+            f"no template {name!r}: templates/{lang}/{name}.mjml does not exist"
+            + (f" (did you mean {close[0]!r}?)" if close else ""),
+            where=campaign.where("steps", step.index, "template"),
+            hint=f"templates in templates/{lang}/: {', '.join(there) or 'none'}",
+        ) from None
 
 
 def list_errors(contacts: ContactList, skip_invalid: bool) -> list[Issue]:

@@ -269,7 +269,8 @@ BAD_INPUTS = {
         "campaigns/december.yaml",
         "    template: circular",
         "    template: circulr",
-        "template 'circulr' not found",
+        "campaigns/december.yaml:{template: circulr}: steps[0].template: no template 'circulr': "
+        "templates/en/circulr.mjml does not exist (did you mean 'circular'?)",
     ),
     "malformed CSV": (
         "lists/contacts.csv",
