@@ -198,7 +198,7 @@ def sqlite_path(url: str, root: Path) -> Path:
         )
     raw = unquote(parsed.path)
     if url.startswith("sqlite:////"):
-        return Path(raw)
+        return Path("/" + raw.lstrip("/"))
     rel = raw[1:] if raw.startswith("/") else raw
     p = Path(rel)
     return p if p.is_absolute() else root / p
@@ -298,6 +298,11 @@ class Ledger:
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def check_writable(self) -> None:
+        """Fail now, before a plan is shown, if another process holds the write lock."""
+        with self.transaction():
+            pass
 
     # -- exclusive send lock ---------------------------------------------------------------
 

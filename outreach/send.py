@@ -680,6 +680,7 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         if not options.dry_run:
             ledger.acquire_send_lock(name)
+            ledger.check_writable()
         plan = prepare(ws, name, options, ledger)
         ui.show_plan(plan)
         summary = SendSummary(

@@ -329,7 +329,8 @@ def test_locked_ledger(workspace: Path, cli, monkeypatch) -> None:
         db.execute("ROLLBACK")
         db.close()
     assert r.exit_code == 1
-    assert "the ledger is locked by another process" in r.output
+    assert r.output.startswith("Error: ") and "the ledger is locked by another process" in r.output
+    assert "Plan for" not in r.output  # refused before showing a plan that could not be sent
     assert not emls(workspace)
 
 
