@@ -284,7 +284,10 @@ def preview(ctx, campaign, step, email, row, output, open_):
             "internal check failed: the variant render differs from a direct render"
         )
     if open_:
-        click.launch(str(r.html_path))
+        import webbrowser
+
+        if not webbrowser.open(r.html_path.resolve().as_uri()):
+            click.echo(f"No browser to open here: open {r.html_path} yourself.")
 
 
 # ------------------------------------------------------------------------------------------
