@@ -43,3 +43,23 @@ def cli():
         return runner.invoke(main, ["-C", str(ws), *args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def fake():
+    """An in-process fake SendGrid (tests/sendgrid_fake.py) expecting the test key."""
+    from tests.sendgrid_fake import FakeSendGrid
+    from tests.sendgrid_helpers import KEY
+
+    with FakeSendGrid(key=KEY) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def sent_template(tmp_path_factory) -> Path:
+    """A workspace whose circular went out through the outbox (copy it before changing it)."""
+    from tests.tracking_support import make_workspace, send_outbox
+
+    root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
+    send_outbox(root, "circular")
+    return root

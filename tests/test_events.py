@@ -20,16 +20,8 @@ from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.suppressions import add, history, listing, remove, rule_for
 from outreach.workspace import Workspace
-from tests.tracking_support import make_workspace, send_outbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
-
-
-@pytest.fixture(scope="module")
-def sent_template(tmp_path_factory) -> Path:
-    root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
-    send_outbox(root, "circular")
-    return root
 
 
 @pytest.fixture

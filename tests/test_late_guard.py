@@ -13,12 +13,6 @@ LATE = "2026-12-05T12:00:00+00:00"  # the circular was due on 1 December
 
 
 @pytest.fixture
-def fake():
-    with FakeSendGrid(key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
 def ws(tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Path:
     use_fake(monkeypatch, fake.url)
     return copy_example(tmp_path / "ws")

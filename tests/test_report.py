@@ -19,16 +19,9 @@ from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
 from outreach.report import CSV_FIELDS, METRICS, LinkNamer, render, report
 from outreach.workspace import Workspace
-from tests.tracking_support import make_workspace, send_outbox
+from tests.tracking_support import make_workspace
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "report-format.md"
-
-
-@pytest.fixture(scope="module")
-def sent_template(tmp_path_factory) -> Path:
-    root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
-    send_outbox(root, "circular")
-    return root
 
 
 @pytest.fixture

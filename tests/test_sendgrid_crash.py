@@ -25,12 +25,6 @@ VALID = 57
 
 
 @pytest.fixture
-def fake():
-    with FakeSendGrid(key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
 def ws(tmp_path: Path) -> Path:
     root = copy_example(tmp_path / "ws")
     # smaller requests, so that a run makes many of them (about twenty)

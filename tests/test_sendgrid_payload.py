@@ -34,12 +34,6 @@ OAI = REPO.parent / "shared" / "sendgrid-oai"
 
 
 @pytest.fixture
-def fake():
-    with FakeSendGrid(key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
 def sg(tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The small fixture campaign, pointed at the fake."""
     use_fake(monkeypatch, fake.url)

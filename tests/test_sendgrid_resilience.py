@@ -33,12 +33,6 @@ BATCHES = 6  # the fixture's plan: six requests (batch_size 2; one variant has t
 
 
 @pytest.fixture
-def fake():
-    with FakeSendGrid(key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
 def sg(tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Path:
     use_fake(monkeypatch, fake.url)
     return copy_fixture(tmp_path / "ws")

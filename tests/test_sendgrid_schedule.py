@@ -31,12 +31,6 @@ from tests.sendgrid_helpers import (
 STEP = "human-rights-day"
 
 
-@pytest.fixture
-def fake():
-    with FakeSendGrid(key=KEY) as f:
-        yield f
-
-
 def example_on(tmp_path: Path, day: date) -> Path:
     """The shipped example with the human-rights-day step moved to 09:00 local on ``day``."""
     ws = copy_example(tmp_path / "ws")
