@@ -14,11 +14,12 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -71,6 +72,7 @@ _SUSPICIOUS = re.compile(f"{_HTMLISH.pattern}|{_TEMPLATEISH.pattern}", re.IGNORE
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
 _TAG_SPLIT = re.compile(r"[;,]")
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 _IDENT = re.compile(r"[^0-9a-zA-Z]+")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
@@ -90,7 +92,7 @@ class Contact:
     language: str = "en"  # the language the contact asked for
     relationship: str = "newcomer"
     tags: tuple[str, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -594,6 +596,7 @@ def _validate_row(
                 err(col, f"looks like template code: {value[:40]!r}", "type plain text")
             extra[col] = value
 
+    extra = extra or _NO_EXTRA  # most lists have no extra columns: share one empty mapping
     if any(i.severity == "error" for i in issues) or email is None or relationship is None:
         return None, issues
     contact = Contact(

@@ -8,7 +8,7 @@ differ per recipient become slots (see :mod:`outreach.render`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from functools import lru_cache
 from types import MappingProxyType
@@ -164,7 +164,11 @@ class ContextBuilder:
         contact: Contact,
         lang: str,
         unsubscribe_url: str,
+        *,
+        unsubscribe_of: tuple[Callable[[str], str], str] | None = None,
     ) -> RecipientData:
+        """``unsubscribe_of`` = (function, send id) lets the kept values rebuild the URL on
+        demand instead of holding one string per recipient."""
         as_of = as_of_date(step)
         country = self.countries.get(contact.country) if contact.country else None
         status = country.status(as_of) if country else "unknown"
@@ -187,7 +191,9 @@ class ContextBuilder:
                 "country": (country_values, {"status": status}),
             },
             top_slots={"unsubscribe_url": unsubscribe_url},
-            values=RecipientValues(contact, country_values, unsubscribe_url),
+            values=RecipientValues(
+                contact, country_values, *(unsubscribe_of or (None, unsubscribe_url))
+            ),
         )
 
 
@@ -202,12 +208,20 @@ class RecipientValues(Mapping[str, Any]):
     of twenty entries is what keeps a million-recipient send within memory.
     """
 
-    __slots__ = ("_contact", "_country", "_unsubscribe")
+    __slots__ = ("_contact", "_country", "_unsub", "_unsub_of")
 
-    def __init__(self, contact: Contact, country: Mapping[str, Any], unsubscribe_url: str) -> None:
+    def __init__(
+        self,
+        contact: Contact,
+        country: Mapping[str, Any],
+        unsubscribe_of: Callable[[str], str] | None,
+        unsubscribe: str,
+    ) -> None:
+        """``unsubscribe`` is the URL, or the send id that ``unsubscribe_of`` turns into it."""
         self._contact = contact
         self._country = country
-        self._unsubscribe = unsubscribe_url
+        self._unsub_of = unsubscribe_of
+        self._unsub = unsubscribe
 
     def __getitem__(self, key: str) -> Any:
         if key.startswith("country."):  # the most frequent keys first
@@ -218,7 +232,7 @@ class RecipientValues(Mapping[str, Any]):
                 return getattr(self._contact, name)
             return self._contact.extra[name]
         if key == "unsubscribe_url":
-            return self._unsubscribe
+            return self._unsub if self._unsub_of is None else self._unsub_of(self._unsub)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:

@@ -463,7 +463,13 @@ def _plan_step(
                 where=campaign.where("steps", step.index, "subject"),
             )
         preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
-        data = builder.recipient(step, contact, lang, transport.unsubscribe_url(send_id))
+        data = builder.recipient(
+            step,
+            contact,
+            lang,
+            transport.unsubscribe_url(send_id),
+            unsubscribe_of=(transport.unsubscribe_url, send_id),
+        )
         variant = renderer.variant(step.id, template_name, lang, data, subject, preheader)
         values = data.flat_values()
         if variant.id not in checked_variants:
