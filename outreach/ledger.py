@@ -286,18 +286,27 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction. ``durable=False`` skips the fsync at commit: only for writes
+        whose loss leaves a state the next run repairs safely (a sent batch that reads as
+        pending is reconciled as unknown, never resent). The next durable commit flushes it."""
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise _explain(exc, self.path) from None
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _explain(exc, self.path) from None
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
 
     def check_writable(self) -> None:
         """Fail now, before a plan is shown, if another process holds the write lock."""
@@ -455,7 +464,8 @@ class Ledger:
 
     def mark_sent(self, batch_id: str, message_ids: dict[str, str] | str | None) -> None:
         ts = now_iso()
-        with self.transaction() as c:
+        # not fsynced: if this is lost, the rows read as pending and become unknown, never resent
+        with self.transaction(durable=False) as c:
             if isinstance(message_ids, dict):
                 c.executemany(
                     "UPDATE sends SET status = 'sent', message_id = ?, updated_at = ? WHERE send_id = ? AND batch_id = ?",
