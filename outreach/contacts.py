@@ -421,6 +421,7 @@ def load_contacts(
     encodings: dict[str, str] = {}
     seen: dict[str, Contact] = {}
     seen_ids: dict[str, Contact] = {}
+    shared_names: dict[str, str] = {}
     rows_read = 0
     for path in paths:
         table = read_table(path, root)
@@ -463,6 +464,7 @@ def load_contacts(
                 offered,
                 default_language,
                 default_relationship,
+                shared_names,
             )
             issues.extend(row_issues)
             if contact is None:
@@ -510,7 +512,10 @@ def _validate_row(
     offered: set[str],
     default_language: str,
     default_relationship: str | None,
+    shared: dict[str, str] | None = None,
 ) -> tuple[Contact | None, list[Issue]]:
+    """One row → a contact and its issues. ``shared`` holds one copy of each name seen so far
+    (first names and organizations repeat a lot in real lists: one string object each)."""
     issues: list[Issue] = []
 
     def err(col: str | None, msg: str, hint: str | None = None) -> None:
@@ -533,7 +538,7 @@ def _validate_row(
         value = clean_text(rec.get(col, ""))
         if _SUSPICIOUS.search(value):
             err(col, f"looks like HTML, script or template code: {value[:40]!r}", "type plain text")
-        names[col] = value
+        names[col] = value if shared is None else shared.setdefault(value, value)
 
     country = ""
     raw_country = clean_text(rec.get("country", ""))
