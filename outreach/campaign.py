@@ -589,6 +589,13 @@ def _cross_check(c: Campaign) -> None:
         follow = [("did_not_open", aud.did_not_open), ("did_not_click", aud.did_not_click)]
         if aud.clicked:
             follow.append(("clicked", aud.clicked.step))
+        given = [key for key, ref in follow if ref is not None]
+        if len(given) > 1:
+            raise ConfigError(
+                f"a step takes one follow-up filter, this one has {' and '.join(given)}",
+                where=c.where("steps", i, "audience", given[1]),
+                hint="split it into two steps, or keep the one that matters",
+            )
         for key, ref in follow:
             if ref is None:
                 continue

@@ -166,3 +166,13 @@ def test_missing_subject_in_default_language(workspace: Path) -> None:
     )
     with pytest.raises(ConfigError, match="no subject in the default language 'en'"):
         load_campaign(workspace, "december")
+
+
+def test_one_follow_up_filter_per_step(workspace: Path) -> None:
+    edit(
+        workspace, "did_not_open: circular", "did_not_open: circular\n      did_not_click: circular"
+    )
+    with pytest.raises(
+        ConfigError, match="one follow-up filter, this one has did_not_open and did_not_click"
+    ):
+        load_campaign(workspace, "december")
