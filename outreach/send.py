@@ -20,7 +20,14 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
-from outreach.contacts import Contact, ContactList, Issue, in_segment, load_for_campaign
+from outreach.contacts import (
+    Contact,
+    ContactList,
+    Issue,
+    country_status,
+    load_for_campaign,
+    segment_of,
+)
 from outreach.context import ContextBuilder, as_of_date
 from outreach.countries import CountryTable
 from outreach.exceptions import (
@@ -393,17 +400,12 @@ def _plan_step(
             sp.examples[reason].append(f"{contact.email} ({contact.where})")
 
     for contact in plan.contacts.contacts:
-        status = _status(plan.countries, contact, as_of)
-        segment = next(
-            (s for s in aud.segments if in_segment(campaign.segments[s], contact, status)), None
-        )
+        status = country_status(contact, plan.countries, as_of)
+        segment = segment_of(aud.segments, campaign.segments, contact, status)
         if segment is None:
             sp.exclusions["not in the step's segments"] += 1
             continue
-        excl = next(
-            (s for s in aud.exclude_segments if in_segment(campaign.segments[s], contact, status)),
-            None,
-        )
+        excl = segment_of(aud.exclude_segments, campaign.segments, contact, status)
         if excl:
             exclude(f"in excluded segment {excl!r}", contact)
             continue
@@ -493,13 +495,6 @@ def _plan_step(
             sp.notes.extend(notes)
     sp.notes.extend(transport.plan_notes(sp.batches))
     return budget
-
-
-def _status(countries: CountryTable, contact: Contact, as_of) -> str:
-    if not contact.country:
-        return "unknown"
-    c = countries.get(contact.country)
-    return c.status(as_of) if c else "unknown"
 
 
 def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -> ZoneInfo:
