@@ -28,8 +28,6 @@ from pydantic import (
 from outreach.exceptions import ConfigError, Location
 from outreach.yamlload import LineMap, format_key, load_yaml
 
-RELATIONSHIPS = ("member", "ally", "newcomer")
-COUNTRY_STATUSES = ("ratified", "signed", "not_signed", "unknown")
 LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TODO_MARK = "TODO"

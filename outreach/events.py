@@ -27,22 +27,6 @@ from outreach.exceptions import EventError, Location
 from outreach.ledger import Ledger, now_iso, short_id
 from outreach.workspace import Workspace
 
-EVENT_TYPES = frozenset(
-    {
-        "processed",
-        "delivered",
-        "deferred",
-        "dropped",
-        "bounce",
-        "open",
-        "click",
-        "spamreport",
-        "unsubscribe",
-        "group_unsubscribe",
-        "group_resubscribe",
-    }
-)
-CUSTOM_ARGS = ("send_id", "contact_id", "campaign", "step")
 CHUNK = 1000  # events per transaction when importing files
 _IN = 500  # SQL parameters per IN (...) query
 

@@ -37,8 +37,6 @@ class Location:
 class OutreachError(Exception):
     """Base class. ``str(err)`` is the one-line message a user sees (plus an optional hint)."""
 
-    exit_code = 1
-
     def __init__(
         self,
         message: str,

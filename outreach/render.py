@@ -865,7 +865,6 @@ class _TextMaker(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.skip = 0
-        self.hide_stack: list[str] = []
         self.href: list[str | None] = []
         self.link_text: list[list[str]] = []
         self.button: str | None = None

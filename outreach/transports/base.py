@@ -214,7 +214,3 @@ class Transport:
 
             msg = M(f"[TEST] {msg.subject}", msg.html, msg.text)
         return msg
-
-
-def recipient_name(contact: Contact) -> str:
-    return contact.full_name

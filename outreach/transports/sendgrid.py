@@ -88,7 +88,6 @@ MAX_PERSONALIZATIONS = 1000  # personalizations, and recipients, per request
 MAX_FIELD_BYTES = 10_000  # substitutions, and custom_args, per personalization
 MAX_CATEGORIES = 10
 MAX_REQUEST_BYTES = 30_000_000  # "the total size of your email … must be less than 30MB"
-SCHEDULE_LIMIT = timedelta(hours=72)
 SCHEDULE_AHEAD = timedelta(hours=71, minutes=30)  # leaves 30 min between planning and sending
 DEFAULT_TIMEOUT = 30.0  # seconds, for every request
 JSON_UTF8 = "application/json; charset=utf-8"
