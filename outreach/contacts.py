@@ -194,24 +194,18 @@ def _decode(raw: bytes, source: str) -> tuple[str, str, set[int], list[Issue]]:
                 utf8_lines += 1
             except UnicodeDecodeError:
                 pass
+    # some lines are UTF-8: the others are errors, not guesses; none: a Windows-1252 export
+    codec = "utf-8" if utf8_lines else "cp1252"
+    enc = "utf-8 (some lines are not)" if utf8_lines else "windows-1252"
     bad: set[int] = set()
     out: list[str] = []
-    if utf8_lines:
-        enc = "utf-8 (some lines are not)"
-        for n, line in enumerate(lines, 1):
-            try:
-                out.append(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                bad.add(n)
-                out.append(line.decode("utf-8", errors="replace"))
-    else:
-        enc = "windows-1252"
-        for n, line in enumerate(lines, 1):
-            try:
-                out.append(line.decode("cp1252"))
-            except UnicodeDecodeError:
-                bad.add(n)
-                out.append(line.decode("cp1252", errors="replace"))
+    for n, line in enumerate(lines, 1):
+        try:
+            out.append(line.decode(codec))
+        except UnicodeDecodeError:
+            bad.add(n)
+            out.append(line.decode(codec, errors="replace"))
+    if not utf8_lines:
         issues.append(
             Issue(
                 "warning",
