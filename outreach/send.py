@@ -725,20 +725,17 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
 def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
     """Per step: when it is due and its recipients, sent, pending, failed and unknown counts."""
     now = now or datetime.now(UTC)
-    loaded = load(ws, name)
-    campaign = loaded.campaign
-    transport_name = choose(ws, None)
-    transport = make_transport(ws, campaign, transport_name)
-    options = SendOptions(
-        steps=tuple(s.id for s in campaign.steps), dry_run=True, skip_invalid=True, now=now
-    )
+    step_ids = tuple(s.id for s in load_campaign(ws.root, name).steps)
+    options = SendOptions(steps=step_ids, dry_run=True, skip_invalid=True, now=now)
     steps = []
     with Ledger.open(ws.db_url(), ws.root) as ledger:
+        plan = prepare(ws, name, options, ledger)  # every step, as if forced; nothing is written
+        campaign, transport = plan.campaign, plan.transport
+        transport_name = transport.name
         counts_by_transport = {
             t: ledger.step_counts(campaign.name, t)
             for t in set(ledger.transports_used(campaign.name)) | {transport_name}
         }
-        plan = prepare(ws, name, options, ledger)
         planned = {sp.step.id: sp for sp in plan.steps}
         for step in campaign.steps:
             sp = planned.get(step.id)
@@ -768,6 +765,6 @@ def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
         "campaign": campaign.name,
         "transport": transport_name,
         "now": now.isoformat(),
-        "invalid_rows": len(loaded.contacts.error_rows),
+        "invalid_rows": len(plan.contacts.error_rows),
         "steps": steps,
     }
