@@ -12,7 +12,7 @@ import functools
 import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,6 +27,9 @@ from pydantic import (
 
 from outreach.exceptions import ConfigError, Location
 from outreach.yamlload import LineMap, format_key, load_yaml
+
+if TYPE_CHECKING:
+    from outreach.countries import CountryTable
 
 LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -372,8 +375,9 @@ class Campaign:
     def unfilled_links(self) -> list[tuple[str, LinkSpec]]:
         return [(k, v) for k, v in self.links.items() if v.unfilled]
 
-    def warnings(self) -> list[str]:
-        """Things to fix before a real send that do not block a preview or an outbox run."""
+    def warnings(self, countries: CountryTable | None = None) -> list[str]:
+        """Things to fix before a real send that do not block a preview or an outbox run
+        (with ``countries``: also whether the treaty data is out of date)."""
         out = [
             f"{self.where('links', name)}: link {name!r} is not filled in yet ({link.todo or link.url})"
             for name, link in self.unfilled_links()
@@ -388,6 +392,9 @@ class Campaign:
                 f"{self.where('unsubscribe')}: no unsubscribe.url — messages carry no one-click "
                 "unsubscribe of outreach's own (SendGrid's is used when sending through SendGrid)"
             )
+        stale = countries.age_warning() if countries is not None else None
+        if stale:
+            out.append(stale)
         return out
 
     # -- parsing ----------------------------------------------------------------------------

@@ -313,17 +313,12 @@ def lists_check(ctx, campaign):
     from outreach.console import print_check
     from outreach.contacts import check_lists
     from outreach.countries import CountryTable
-    from outreach.send import country_data_warning
 
     ws = _workspace(ctx)
     c = load_campaign(ws.root, campaign or only_campaign(ws.root))
     countries = CountryTable.load(c.countries_path())
     report = check_lists(c, countries)
-    warnings = c.warnings()
-    stale = country_data_warning(countries)
-    if stale:
-        warnings.append(stale)
-    print_check(report.contacts, report.counts, report.as_of.isoformat(), warnings)
+    print_check(report.contacts, report.counts, report.as_of.isoformat(), report.warnings)
     if report.contacts.errors:
         ctx.exit(1)
 

@@ -682,6 +682,7 @@ class CheckReport:
     contacts: ContactList
     as_of: date
     counts: dict[str, Counter]  # segment → Counter[(status, language)]
+    warnings: list[str]  # the campaign's (unfilled links, unsubscribe, country data age)
 
 
 def check_lists(campaign: Campaign, countries: CountryTable) -> CheckReport:
@@ -699,4 +700,4 @@ def check_lists(campaign: Campaign, countries: CountryTable) -> CheckReport:
             if in_segment(seg, c, status):
                 cnt[(status, c.language)] += 1
         counts[name] = cnt
-    return CheckReport(contacts, as_of, counts)
+    return CheckReport(contacts, as_of, counts, campaign.warnings(countries))

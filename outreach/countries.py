@@ -371,6 +371,21 @@ class CountryTable:
 
     # -- status as of a date ---------------------------------------------------------
 
+    def age_warning(self, today: date | None = None) -> str | None:
+        """A warning when the treaty data is more than a year old (or undated)."""
+        today = today or date.today()
+        if self.as_of is None:
+            return (
+                "lists/countries.csv has no as-of date: check it against the UN Treaty Collection"
+            )
+        age = (today - self.as_of).days
+        if age > 365:
+            return (
+                f"country data is as of {self.as_of.isoformat()} ({age // 365} year(s) old): "
+                "check lists/countries.csv against the UN Treaty Collection before sending"
+            )
+        return None
+
     def parties(self, as_of: date) -> list[Country]:
         """States party on ``as_of`` (ratification or accession), in code order."""
         return [c for c in self if c.is_party(as_of)]

@@ -269,7 +269,7 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     skipped = list_errors(loaded.contacts, options.skip_invalid)
     transport_name = choose(ws, options.transport)
     transport = make_transport(ws, campaign, transport_name)
-    warnings = _campaign_warnings(loaded, transport)
+    warnings = campaign.warnings(loaded.countries)
 
     for sid in options.steps:
         campaign.step(sid)  # raises with the list of steps
@@ -323,28 +323,6 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
         budget = _plan_step(plan, sp, ledger, suppressed, budget)
     plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
     return plan
-
-
-def _campaign_warnings(loaded: Loaded, transport: Transport) -> list[str]:
-    out = loaded.campaign.warnings()
-    stale = country_data_warning(loaded.countries)
-    if stale:
-        out.append(stale)
-    return out
-
-
-def country_data_warning(countries: CountryTable, today=None) -> str | None:
-    """A warning when the treaty data is more than a year old."""
-    today = today or datetime.now(UTC).date()
-    if countries.as_of is None:
-        return "lists/countries.csv has no as-of date: check it against the UN Treaty Collection"
-    age = (today - countries.as_of).days
-    if age > 365:
-        return (
-            f"country data is as of {countries.as_of.isoformat()} ({age // 365} year(s) old): "
-            "check lists/countries.csv against the UN Treaty Collection before sending"
-        )
-    return None
 
 
 def _plan_step(
