@@ -375,9 +375,13 @@ class Campaign:
     def unfilled_links(self) -> list[tuple[str, LinkSpec]]:
         return [(k, v) for k, v in self.links.items() if v.unfilled]
 
+    def first_send_date(self) -> date:
+        """The wall-clock date of the earliest step (what list checks count statuses for)."""
+        return min(s.wall_clock[0] for s in self.steps)
+
     def warnings(self, countries: CountryTable | None = None) -> list[str]:
         """Things to fix before a real send that do not block a preview or an outbox run
-        (with ``countries``: also whether the treaty data is out of date)."""
+        (with ``countries``: also whether the treaty data is out of date for the send date)."""
         out = [
             f"{self.where('links', name)}: link {name!r} is not filled in yet ({link.todo or link.url})"
             for name, link in self.unfilled_links()
@@ -392,7 +396,7 @@ class Campaign:
                 f"{self.where('unsubscribe')}: no unsubscribe.url — messages carry no one-click "
                 "unsubscribe of outreach's own (SendGrid's is used when sending through SendGrid)"
             )
-        stale = countries.age_warning() if countries is not None else None
+        stale = countries.age_warning(self.first_send_date()) if countries is not None else None
         if stale:
             out.append(stale)
         return out

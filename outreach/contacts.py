@@ -691,7 +691,7 @@ def check_lists(campaign: Campaign, countries: CountryTable) -> CheckReport:
     Statuses are computed as of the first step's send date.
     """
     contacts = load_for_campaign(campaign, countries)
-    as_of = min(s.wall_clock[0] for s in campaign.steps)
+    as_of = campaign.first_send_date()
     counts: dict[str, Counter] = {}
     for name, seg in campaign.segments.items():
         cnt: Counter = Counter()

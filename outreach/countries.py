@@ -371,17 +371,18 @@ class CountryTable:
 
     # -- status as of a date ---------------------------------------------------------
 
-    def age_warning(self, today: date | None = None) -> str | None:
-        """A warning when the treaty data is more than a year old (or undated)."""
-        today = today or date.today()
+    def age_warning(self, on: date) -> str | None:
+        """A warning when the treaty data is more than a year older than ``on`` (the send
+        date it is used for), or undated."""
         if self.as_of is None:
             return (
                 "lists/countries.csv has no as-of date: check it against the UN Treaty Collection"
             )
-        age = (today - self.as_of).days
+        age = (on - self.as_of).days
         if age > 365:
             return (
-                f"country data is as of {self.as_of.isoformat()} ({age // 365} year(s) old): "
+                f"country data is as of {self.as_of.isoformat()} ({age // 365} year(s) before "
+                f"the send date, {on.isoformat()}): "
                 "check lists/countries.csv against the UN Treaty Collection before sending"
             )
         return None

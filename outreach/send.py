@@ -235,6 +235,12 @@ def list_errors(contacts: ContactList, skip_invalid: bool) -> list[Issue]:
 # Planning
 
 
+def clock_from(start: datetime) -> Callable[[], float]:
+    """A clock that reads ``start`` now and advances in real time (for ``--now``)."""
+    origin, t0 = start.timestamp(), time.monotonic()
+    return lambda: origin + (time.monotonic() - t0)
+
+
 def step_due_at(step: ResolvedStep, transport: Transport) -> datetime:
     return step.earliest() - transport.schedule_ahead if step.local_time else step.send_at
 
@@ -269,6 +275,8 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     skipped = list_errors(loaded.contacts, options.skip_invalid)
     transport_name = choose(ws, options.transport)
     transport = make_transport(ws, campaign, transport_name)
+    if options.now is not None:
+        transport.clock = clock_from(now)
     warnings = campaign.warnings(loaded.countries)
 
     for sid in options.steps:

@@ -113,7 +113,6 @@ class FakeSendGrid:
     def __post_init__(self) -> None:
         self.script: deque = deque()
         self.lock = threading.Lock()
-        self.arrived = threading.Condition()
         self.mail_arrivals = 0  # mail/send requests read so far (set before any delay)
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -152,10 +151,15 @@ class FakeSendGrid:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def wait_for_mail(self, n: int, timeout: float = 30.0) -> bool:
-        """Block until ``n`` mail/send requests have been read (the nth may still be answering)."""
-        with self.arrived:
-            return self.arrived.wait_for(lambda: self.mail_arrivals >= n, timeout)
+    def wait_for_mail(self, n: int, timeout: float = 30.0, proc=None) -> bool:
+        """Wait until ``n`` mail/send requests have been read (the nth may still be answering).
+
+        Polls instead of a timed ``Condition.wait``: under libfaketime a timed wait on a lock
+        never returns. With ``proc`` (the ``outreach send`` child), a child that has exited
+        fails at once instead of waiting out the deadline."""
+        from tests.waiting import wait_until
+
+        return wait_until(lambda: self.mail_arrivals >= n, timeout, proc=proc)
 
     @property
     def mail_requests(self) -> list[Received]:
@@ -169,9 +173,8 @@ class FakeSendGrid:
 
     def mail_send(self, req: Received) -> tuple[int, dict[str, str], Any, str]:
         """(status, headers, body, action) where action is '', 'hang', 'drop' or 'accept-drop'."""
-        with self.arrived:
+        with self.lock:
             self.mail_arrivals += 1
-            self.arrived.notify_all()
         self.stats["mail_requests"] += 1
         self.stats["bytes"] += len(req.body)
         answer = self.script.popleft() if self.script else 202

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import copy_workspace
+from tests.dates import BEFORE_CIRCULAR
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,8 @@ def start(ws: Path) -> subprocess.Popen:
             "--step",
             "circular",
             "--yes",
+            "--now",
+            BEFORE_CIRCULAR,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

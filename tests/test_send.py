@@ -14,8 +14,9 @@ import pytest
 from outreach.campaign import load_campaign
 from outreach.contacts import load_for_campaign
 from outreach.countries import CountryTable
+from tests.dates import BEFORE_CIRCULAR
 
-CIRCULAR = ("send", "december", "--step", "circular", "--skip-invalid")
+CIRCULAR = ("send", "december", "--step", "circular", "--skip-invalid", "--now", BEFORE_CIRCULAR)
 
 
 def eligible(ws: Path) -> set[str]:
@@ -170,7 +171,11 @@ def test_follow_up_without_events_reaches_every_recipient_and_says_so(workspace:
         "--now",
         "2026-12-02T12:00:00+00:00",
     )
-    r = cli(workspace, "send", "december", "--step", "last-call", "--skip-invalid", "--yes")
+    r = cli(
+        workspace,
+        *("send", "december", "--step", "last-call", "--skip-invalid", "--yes"),
+        *("--now", "2026-12-16T12:00:00+00:00"),
+    )
     assert r.exit_code == 0, r.output
     assert "no tracking events recorded yet" in r.output
     assert len(emls(workspace, "last-call")) == len(eligible(workspace))
@@ -178,7 +183,7 @@ def test_follow_up_without_events_reaches_every_recipient_and_says_so(workspace:
 
 def test_status_json(workspace: Path, cli) -> None:
     cli(workspace, *CIRCULAR, "--yes", "--limit", "7")
-    r = cli(workspace, "status", "december", "--json")
+    r = cli(workspace, "status", "december", "--json", "--now", BEFORE_CIRCULAR)
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     steps = {s["id"]: s for s in data["steps"]}
@@ -187,7 +192,7 @@ def test_status_json(workspace: Path, cli) -> None:
     assert steps["circular"]["recipients"] == len(eligible(workspace))
     assert steps["human-rights-day"]["local_time"] is True
     assert {"due_at", "pending", "failed", "unknown"} <= set(steps["circular"])
-    table = cli(workspace, "status", "december")
+    table = cli(workspace, "status", "december", "--now", BEFORE_CIRCULAR)
     assert "circular" in table.output and "last-call" in table.output
 
 

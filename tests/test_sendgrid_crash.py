@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.dates import CIRCULAR_DUE
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import ENV, KEY, copy_example, edit, rows
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["send", "december", "--step", "circular", "--skip-invalid", "--yes"]
+ARGS = ["send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now", CIRCULAR_DUE]
 VALID = 57
 
 
@@ -56,7 +57,7 @@ def kill_in_flight(ws: Path, fake: FakeSendGrid, nth: int) -> list[dict]:
     """Start a send, SIGKILL it while the ``nth`` mail/send request is being answered."""
     proc = start(ws, fake)
     try:
-        assert fake.wait_for_mail(nth, timeout=60), "the send never reached the fake"
+        assert fake.wait_for_mail(nth, timeout=60, proc=proc), "the send never reached the fake"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

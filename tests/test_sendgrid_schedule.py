@@ -21,7 +21,6 @@ from tests.sendgrid_helpers import (
     KEY,
     batches,
     copy_example,
-    edit,
     plan_only,
     rows,
     run_send,
@@ -29,13 +28,20 @@ from tests.sendgrid_helpers import (
 )
 
 STEP = "human-rights-day"
+DAY = date(2026, 12, 10)  # the shipped step: 09:00 local time on Human Rights Day
+# two days before: everyone's 09:00 (UTC+14 to UTC-12) is ahead and within 72 h
+NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
 
 
-def example_on(tmp_path: Path, day: date) -> Path:
-    """The shipped example with the human-rights-day step moved to 09:00 local on ``day``."""
-    ws = copy_example(tmp_path / "ws")
-    edit(ws / "campaigns/december.yaml", "send_at: 2026-12-10 09:00", f"send_at: {day} 09:00")
-    return ws
+@pytest.fixture
+def fake(fake: FakeSendGrid) -> FakeSendGrid:
+    """The fake SendGrid, whose clock (for the 72 h send_at limit) reads ``NOW``."""
+    fake.clock = NOW.timestamp
+    return fake
+
+
+def example(tmp_path: Path) -> Path:
+    return copy_example(tmp_path / "ws")
 
 
 def local_nine(ws: Path, country: str | None, day: date) -> datetime:
@@ -50,10 +56,10 @@ def local_nine(ws: Path, country: str | None, day: date) -> datetime:
 def test_local_time_step_is_scheduled_per_recipient(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    day = datetime.now(UTC).date() + timedelta(days=2)  # everyone's 09:00 is within 72 h
-    ws = example_on(tmp_path, day)
+    day = DAY
+    ws = example(tmp_path)
     use_fake(monkeypatch, fake.url)
-    summary, plan = run_send(ws, "december", steps=(STEP,))
+    summary, plan = run_send(ws, "december", steps=(STEP,), now=NOW)
     sp = plan.steps[0]
     assert sp.held == 0 and summary.sent == len(sp.recipients) == 57
     assert any("scheduled (send_at, local time)" in n for n in sp.notes)
@@ -77,11 +83,11 @@ def test_local_time_step_is_scheduled_per_recipient(
 def test_recipients_beyond_72_hours_are_held(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    day = datetime.now(UTC).date() + timedelta(days=5)
+    day = DAY
     # pretend it is 71.5 h before 09:00 UTC that day: UTC+0 and east are in reach, the Americas not
     now = datetime.combine(day, time(9), tzinfo=UTC) - SCHEDULE_AHEAD
     fake.clock = now.timestamp
-    ws = example_on(tmp_path, day)
+    ws = example(tmp_path)
     use_fake(monkeypatch, fake.url)
     summary, plan = run_send(ws, "december", steps=(STEP,), now=now)
     sp = plan.steps[0]
@@ -107,14 +113,13 @@ def test_recipients_beyond_72_hours_are_held(
 def test_cancel_stops_scheduled_messages_and_marks_them(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    day = datetime.now(UTC).date() + timedelta(days=2)
-    ws = example_on(tmp_path, day)
+    ws = example(tmp_path)
     use_fake(monkeypatch, fake.url)
-    run_send(ws, "december", steps=(STEP,))
+    run_send(ws, "december", steps=(STEP,), now=NOW)
     bid = fake.batch_ids[0]
-    preview = cancel(Workspace.open(ws), "december", STEP, dry_run=True)
+    preview = cancel(Workspace.open(ws), "december", STEP, now=NOW, dry_run=True)
     assert preview.cancelled == 57 and fake.scheduled == {}
-    result = cancel(Workspace.open(ws), "december", STEP)
+    result = cancel(Workspace.open(ws), "december", STEP, now=NOW)
     assert result.cancelled == 57 and result.batches == [(bid, "cancelled", 57)]
     assert fake.scheduled == {bid: "cancel"}
     cancel_req = next(r for r in fake.requests if r.path == "/v3/user/scheduled_sends")
@@ -124,26 +129,25 @@ def test_cancel_stops_scheduled_messages_and_marks_them(
     assert {b["status"] for b in batches(ws)} == {"cancelled"}
     # nothing left: no second call; and a new send does not resend them
     n = len(fake.requests)
-    assert cancel(Workspace.open(ws), "december", STEP).nothing
+    assert cancel(Workspace.open(ws), "december", STEP, now=NOW).nothing
     assert len(fake.requests) == n
-    summary, plan = run_send(ws, "december", steps=(STEP,))
+    summary, plan = run_send(ws, "december", steps=(STEP,), now=NOW)
     assert summary.sent == 0
     reason = "scheduled send was cancelled (pass --resend-cancelled to send again)"
     assert plan.steps[0].exclusions[reason] == 57
-    again = plan_only(ws, "december", steps=(STEP,), resend_cancelled=True)
+    again = plan_only(ws, "december", steps=(STEP,), resend_cancelled=True, now=NOW)
     assert len(again.steps[0].recipients) == 57 and again.steps[0].retrying == 57
 
 
 def test_cancel_turns_a_pause_into_a_cancel(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    day = datetime.now(UTC).date() + timedelta(days=2)
-    ws = example_on(tmp_path, day)
+    ws = example(tmp_path)
     use_fake(monkeypatch, fake.url)
-    run_send(ws, "december", steps=(STEP,))
+    run_send(ws, "december", steps=(STEP,), now=NOW)
     bid = fake.batch_ids[0]
     fake.scheduled[bid] = "pause"  # someone paused it in SendGrid's UI
-    result = cancel(Workspace.open(ws), "december", STEP)
+    result = cancel(Workspace.open(ws), "december", STEP, now=NOW)
     assert result.batches == [(bid, "cancelled", 57)]
     assert fake.scheduled[bid] == "cancel"
     assert [r.method for r in fake.requests if "scheduled_sends" in r.path] == [
@@ -156,19 +160,29 @@ def test_cancel_turns_a_pause_into_a_cancel(
 def test_cancel_command(
     tmp_path: Path, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    day = datetime.now(UTC).date() + timedelta(days=2)
-    ws = example_on(tmp_path, day)
+    ws = example(tmp_path)
     use_fake(monkeypatch, fake.url)
-    run_send(ws, "december", steps=(STEP,))
+    run_send(ws, "december", steps=(STEP,), now=NOW)
     runner = CliRunner()
-    refused = runner.invoke(main, ["-C", str(ws), "cancel", "december", "--step", STEP])
+    refused = runner.invoke(
+        main, ["-C", str(ws), "cancel", "december", "--step", STEP, "--now", NOW.isoformat()]
+    )
     assert refused.exit_code == 1 and "not cancelled" in refused.output
     assert fake.scheduled == {}
-    done = runner.invoke(main, ["-C", str(ws), "cancel", "december", "--step", STEP, "--yes"])
+    done = runner.invoke(
+        main,
+        ["-C", str(ws), "cancel", "december", "--step", STEP, "--yes", "--now", NOW.isoformat()],
+    )
     assert done.exit_code == 0, done.output
     assert "Cancelled 57 scheduled message(s) of step human-rights-day" in done.output
-    again = runner.invoke(main, ["-C", str(ws), "cancel", "december", "--step", STEP, "--yes"])
+    again = runner.invoke(
+        main,
+        ["-C", str(ws), "cancel", "december", "--step", STEP, "--yes", "--now", NOW.isoformat()],
+    )
     assert "Nothing to cancel" in again.output
-    bad = runner.invoke(main, ["-C", str(ws), "cancel", "december", "--step", "nope", "--yes"])
+    bad = runner.invoke(
+        main,
+        ["-C", str(ws), "cancel", "december", "--step", "nope", "--yes", "--now", NOW.isoformat()],
+    )
     assert bad.exit_code == 1 and "has no step 'nope'" in bad.output
     assert KEY not in done.output + refused.output + again.output

@@ -94,6 +94,7 @@ class Transport:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sleep = sleep
+        self.clock: Callable[[], float] = time.time  # "now" in seconds since the epoch
         self.requests = 0
         self.bytes_sent = 0
         self.on_retry: Callable[[str], None] | None = None

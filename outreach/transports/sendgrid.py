@@ -50,7 +50,6 @@ import json
 import logging
 import re
 import ssl
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -174,7 +173,6 @@ class SendGridTransport(Transport):
         campaign: Campaign,
         *,
         timeout: float | None = None,
-        clock: Callable[[], float] = time.time,
         **kw: Any,
     ) -> None:
         super().__init__(workspace, campaign, **kw)
@@ -206,7 +204,6 @@ class SendGridTransport(Transport):
                 where="environment / .env",
                 hint=f"leave it unset for {DEFAULT_TIMEOUT:g} s",
             ) from None
-        self.clock = clock
         self.max_request_bytes = MAX_REQUEST_BYTES
         opts = campaign.spec.sendgrid
         self.options = opts

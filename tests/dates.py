@@ -1,0 +1,7 @@
+"""Fixed instants for the shipped December campaign: tests pass these as ``now`` (``--now``
+on the command line) so that no test depends on the day it runs."""
+
+# before the circular (2026-12-01 09:00 New York): nothing is due, --step sends early
+BEFORE_CIRCULAR = "2026-11-25T12:00:00+00:00"
+# the circular is due (09:30 in New York on 1 December), nothing else is
+CIRCULAR_DUE = "2026-12-01T14:30:00+00:00"
