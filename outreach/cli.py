@@ -528,12 +528,12 @@ def suppressions_sync(ctx, by):
 def report(ctx, campaign, step, fmt, transport, output):
     """Delivery, opens (people, not machines), clicks per link, bounces and unsubscribes of
     CAMPAIGN, per step and by segment, relationship, country status, country and language."""
-    from outreach.report import render
     from outreach.report import report as build
+    from outreach.report_formats import render
 
     rep = build(_workspace(ctx), campaign, step, transport=transport)
     if fmt == "table" and output is None:
-        from outreach.console_tracking import print_report
+        from outreach.report_table import print_report
 
         print_report(rep)
         return

@@ -5,16 +5,16 @@ Per step (and broken down by segment, relationship, country status, country and 
 sent, delivered, deferred, hard and soft bounces, drops, unique human opens (``sg_machine_open``
 opens, e.g. Apple Mail Privacy Protection, are counted apart), unique clicks, clicks per link,
 unsubscribes and spam reports, with rates; opens and clicks over time; the top countries by
-engagement. :func:`render` writes it as ``json``, ``csv`` or ``html`` (see
-``docs/report-format.md`` for the fields); the CLI prints ``table`` with rich.
+engagement.
+
+This module is the model and its computation only: each output format lives in its own module
+that depends on this one, never the reverse (``report_formats`` for JSON and CSV and the
+``render`` entry point, ``report_html``, ``report_table``; the dashboard renders the same
+:class:`Report`). Fields: ``docs/report-format.md``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from outreach.campaign import Campaign, load_campaign
-from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
 from outreach.workspace import Workspace
 
@@ -468,7 +467,7 @@ def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = N
         notes.insert(
             0,
             "no tracking events recorded for this campaign yet: delivery, opens and clicks are 0 "
-            "until SendGrid's Event Webhook (outreach events serve) or an import brings them",
+            "until SendGrid's Event Webhook (outreach serve) or an import brings them",
         )
     if data.unmatched:
         notes.append(
@@ -578,73 +577,3 @@ def _top_countries(frame: pd.DataFrame) -> list[dict]:
         }
         for code, r in agg.iterrows()
     ]
-
-
-# ------------------------------------------------------------------------------------------
-# Rendering
-
-
-CSV_FIELDS = ("step", "dimension", "value", *METRICS, "link_url")
-
-
-def to_csv(rep: Report) -> str:
-    """One row per (step, dimension, value); ``dimension`` is ``all`` for the step's totals and
-    ``link`` for clicks per link (only ``clicks_total``/``clicks_unique`` filled)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-
-    def fmt(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.4f}"
-        return v
-
-    for s in rep.steps:
-        w.writerow(
-            {
-                "step": s.step,
-                "dimension": "all",
-                "value": "all",
-                **{k: fmt(s.totals[k]) for k in METRICS},
-            }
-        )
-        for dim in DIMENSIONS:
-            for row in s.by[dim]:
-                w.writerow(
-                    {
-                        "step": s.step,
-                        "dimension": dim,
-                        **{k: fmt(row[k]) for k in ("value", *METRICS)},
-                    }
-                )
-        for link in s.links:
-            w.writerow(
-                {
-                    "step": s.step,
-                    "dimension": "link",
-                    "value": link["link"],
-                    "clicks_total": link["clicks_total"],
-                    "clicks_unique": link["clicks_unique"],
-                    "link_url": link["url"] or "",
-                }
-            )
-    return buf.getvalue()
-
-
-def render(rep: Report, fmt: str) -> str:
-    """The report as ``json``, ``csv``, ``html`` or plain ``table`` text."""
-    if fmt == "json":
-        return json.dumps(rep.as_dict(), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        return to_csv(rep)
-    if fmt == "html":
-        from outreach.report_html import to_html
-
-        return to_html(rep)
-    if fmt == "table":
-        from outreach.console_tracking import report_text
-
-        return report_text(rep)
-    raise ConfigError(f"unknown report format {fmt!r}", hint="use table, json, csv or html")

@@ -1,0 +1,148 @@
+"""The report as terminal tables (rich): ``outreach report`` with ``--format table``."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from outreach.console import console
+from outreach.report import DIMENSIONS, Report, StepReport
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.1f}%"
+
+
+def _step_renderables(s: StepReport) -> list:
+    t = s.totals
+    head = Table(show_header=True, box=None, pad_edge=False, title=None)
+    cols = [
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("bounced hard", "bounced_hard"),
+        ("soft", "bounced_soft"),
+        ("dropped", "dropped"),
+        ("opened (people)", "opens_unique"),
+        ("machine opens", "machine_opens_unique"),
+        ("clicked", "clicks_unique"),
+        ("unsubscribed", "unsubscribes"),
+        ("spam reports", "spam_reports"),
+    ]
+    for label, _ in cols:
+        head.add_column(label, justify="right")
+    head.add_row(*(str(t[k]) for _, k in cols))
+    head.add_row(
+        "",
+        _pct(t["delivered_rate"]),
+        _pct(t["bounce_rate"]),
+        "",
+        _pct(t["dropped_rate"]),
+        _pct(t["open_rate"]),
+        "",
+        _pct(t["click_rate"]),
+        _pct(t["unsubscribe_rate"]),
+        _pct(t["spam_rate"]),
+    )
+    out: list = [head]
+    for dim in DIMENSIONS:
+        rows = s.by[dim]
+        if not rows:
+            continue
+        table = Table(title=f"by {dim.replace('_', ' ')}", title_justify="left", box=None)
+        table.add_column(dim.replace("_", " "))
+        for label in (
+            "sent",
+            "delivered",
+            "bounced",
+            "opened",
+            "open rate",
+            "clicked",
+            "click rate",
+            "unsub.",
+            "spam",
+        ):
+            table.add_column(label, justify="right")
+        for r in rows[:25]:
+            table.add_row(
+                Text(r["value"]),
+                str(r["sent"]),
+                str(r["delivered"]),
+                str(r["bounced_hard"] + r["bounced_soft"]),
+                str(r["opens_unique"]),
+                _pct(r["open_rate"]),
+                str(r["clicks_unique"]),
+                _pct(r["click_rate"]),
+                str(r["unsubscribes"]),
+                str(r["spam_reports"]),
+            )
+        if len(rows) > 25:
+            table.add_row(Text(f"… {len(rows) - 25} more (see --format csv)"), *[""] * 9)
+        out.append(table)
+    if s.links:
+        table = Table(title="clicks per link", title_justify="left", box=None)
+        table.add_column("link")
+        table.add_column("people", justify="right")
+        table.add_column("clicks", justify="right")
+        for link in s.links:
+            table.add_row(Text(link["link"]), str(link["clicks_unique"]), str(link["clicks_total"]))
+        out.append(table)
+    return out
+
+
+def report_renderables(rep: Report) -> list:
+    out: list = [
+        Text.from_markup(f"[bold]{rep.title}[/] — campaign [bold]{rep.campaign}[/]"),
+        Text(
+            f"transport: {rep.transport or 'none'}; {rep.events_matched} event(s) matched"
+            + (f", {rep.events_unmatched} unmatched" if rep.events_unmatched else "")
+            + f"; generated {rep.generated_at}"
+        ),
+    ]
+    for note in rep.notes:
+        out.append(Text(f"note: {note}", style="yellow"))
+    for s in rep.steps:
+        out.append(Panel(Group(*_step_renderables(s)), title=f"step {s.step}", title_align="left"))
+    if rep.timeline:
+        table = Table(
+            title=f"opens and clicks per {rep.granularity}", title_justify="left", box=None
+        )
+        table.add_column(rep.granularity)
+        table.add_column("opens", justify="right")
+        table.add_column("clicks", justify="right")
+        shown = rep.timeline if len(rep.timeline) <= 48 else rep.timeline[-48:]
+        for b in shown:
+            table.add_row(b["bucket"], str(b["opens"]), str(b["clicks"]))
+        out.append(table)
+    if rep.top_countries:
+        table = Table(title="top countries by engagement", title_justify="left", box=None)
+        for col in ("country", "status", "sent", "engaged", "rate", "opened", "clicked"):
+            table.add_column(col, justify="left" if col in ("country", "status") else "right")
+        for c in rep.top_countries:
+            table.add_row(
+                c["country"],
+                c["country_status"],
+                str(c["sent"]),
+                str(c["engaged"]),
+                _pct(c["engagement_rate"]),
+                str(c["opens_unique"]),
+                str(c["clicks_unique"]),
+            )
+        out.append(table)
+    return out
+
+
+def print_report(rep: Report) -> None:
+    for r in report_renderables(rep):
+        console.print(r)
+
+
+def report_text(rep: Report, width: int = 120) -> str:
+    buf = io.StringIO()
+    c = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    for r in report_renderables(rep):
+        c.print(r)
+    return buf.getvalue()
