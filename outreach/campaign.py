@@ -207,7 +207,7 @@ class SendGridOptions(_Model):
 
 
 class Unsubscribe(_Model):
-    """Where one-click unsubscribe requests go (served by ``outreach events serve``)."""
+    """Where one-click unsubscribe requests go (served by ``outreach serve``)."""
 
     url: str | None = None
     mailto: str | None = None

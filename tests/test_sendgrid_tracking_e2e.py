@@ -1,6 +1,6 @@
 """The whole loop through SendGrid: send the example campaign to the fake SendGrid, turn what it
 received into the signed events SendGrid would post (custom_args copied into each event,
-``sg_message_id`` built from the X-Message-Id), POST them to a real ``outreach events serve``,
+``sg_message_id`` built from the X-Message-Id), POST them to a real ``outreach serve``,
 then check ``outreach report --format json`` and the plan of the follow-up step."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.workspace import Workspace
+from tests.dates import WEBHOOK_NOW
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import KEY, copy_example, run_send, use_fake
 from tests.tracking_support import Signer, http, run_server
@@ -48,7 +48,7 @@ def test_sendgrid_send_events_report_and_follow_up(tmp_path: Path, monkeypatch) 
         plan.steps[0].batches
     )
 
-    t0 = int(time.time()) - 3600
+    t0 = WEBHOOK_NOW - 3600
     opener, proxy_only, clicker, bouncer, unsub = msgs[0], msgs[1], msgs[2], msgs[3], msgs[4]
     events = [sendgrid_event(m, "delivered", t0, i) for i, m in enumerate(msgs) if m is not bouncer]
     events += [
