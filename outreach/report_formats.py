@@ -1,6 +1,7 @@
 """The report's exports: JSON and CSV (stable, documented in ``docs/report-format.md``), and
-:func:`render`, the one entry point that writes a :class:`~outreach.report.Report` in any
-format. Each format depends on the model, never the reverse."""
+:func:`render` / :func:`render_comparison`, the entry points that write a
+:class:`~outreach.report.Report` (or a :class:`~outreach.report.Comparison` of two editions)
+in any format. Each format depends on the model, never the reverse."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import math
 
 from outreach.exceptions import ConfigError
-from outreach.report import DIMENSIONS, METRICS, Report
+from outreach.report import COMPARED, DIMENSIONS, METRICS, Comparison, Report
 
 FORMATS = ("table", "json", "csv", "html")
 
@@ -67,6 +68,47 @@ def to_csv(rep: Report) -> str:
                 }
             )
     return buf.getvalue()
+
+
+def comparison_csv(cmp: Comparison) -> str:
+    """One row per (step, metric) and per (step, link): both editions' values and the change."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["step", "metric", "link", f"edition_{cmp.edition}", f"edition_{cmp.other}", "change"]
+    )
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
+
+    for s in cmp.steps:
+        for metric in COMPARED:
+            m = s["metrics"][metric]
+            w.writerow(
+                [s["step"], metric, "", fmt(m["edition"]), fmt(m["other"]), fmt(m["change"])]
+            )
+        for link in s["links"]:
+            c = link["clicks_unique"]
+            w.writerow(
+                [s["step"], "clicks_unique", link["link"], c["edition"], c["other"], c["change"]]
+            )
+    return buf.getvalue()
+
+
+def render_comparison(cmp: Comparison, fmt: str) -> str:
+    """The comparison as ``json``, ``csv`` or plain ``table`` text."""
+    if fmt == "json":
+        return json.dumps(cmp.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return comparison_csv(cmp)
+    if fmt == "table":
+        from outreach.report_table import comparison_text
+
+        return comparison_text(cmp)
+    raise ConfigError(
+        f"--compare is printed as table, json or csv, not {fmt}",
+        hint="pass --format table, json or csv",
+    )
 
 
 def render(rep: Report, fmt: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from outreach.cli import main
+from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -36,6 +38,21 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def with_errors(workspace: Path) -> Path:
+    """The shipped workspace whose campaign also reads lists/examples/with-errors.csv (five
+    invalid rows and a duplicate, next to two valid contacts)."""
+    path = workspace / "campaigns" / "december.yaml"
+    text = path.read_text(encoding="utf-8")
+    old = "contacts: [lists/contacts.csv]"
+    assert old in text
+    path.write_text(
+        text.replace(old, "contacts: [lists/contacts.csv, lists/examples/with-errors.csv]"),
+        encoding="utf-8",
+    )
+    return workspace
+
+
+@pytest.fixture
 def cli():
     """``cli(ws, *args)`` runs ``outreach -C ws args…`` in-process and returns the Result."""
     runner = CliRunner()
@@ -49,10 +66,12 @@ def cli():
 @pytest.fixture
 def fake():
     """An in-process fake SendGrid (tests/sendgrid_fake.py) expecting the test key."""
+    from outreach.send import clock_from
     from tests.sendgrid_fake import FakeSendGrid
     from tests.sendgrid_helpers import KEY
 
-    with FakeSendGrid(key=KEY) as f:
+    # SendGrid's "now" is the tests' (send_at limits, X-RateLimit-Reset), not the wall clock's
+    with FakeSendGrid(key=KEY, clock=clock_from(datetime.fromisoformat(CIRCULAR_DUE))) as f:
         yield f
 
 
@@ -84,11 +103,12 @@ def sent_ws(sent_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def circular_rows(sent_ws) -> list[dict]:
-    """The circular's ledger rows (send_id, email, language, …), ordered by address."""
+    """The circular's ledger rows (send_id, email, language, …) of the 2026 edition, ordered
+    by address."""
     from outreach.ledger import Ledger
 
     with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
-        rows = ledger.sent_rows_for_index("december", "circular", "outbox")
+        rows = ledger.sent_rows_for_index("december", 2026, "circular", "outbox")
     return sorted(
         ({**dict(r), "campaign": "december", "step": "circular"} for r in rows),
         key=lambda r: r["email"],

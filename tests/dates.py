@@ -8,3 +8,10 @@ CIRCULAR_DUE = "2026-12-01T14:30:00+00:00"
 # the webhook's clock (Unix seconds): the day after the circular, 2026-12-02 12:00 UTC; signed
 # test requests carry this timestamp and the servers under test read this clock
 WEBHOOK_NOW = 1_796_212_800
+
+
+def webhook_now():
+    """:data:`WEBHOOK_NOW` as an aware datetime (for ``now=`` of reports and plans)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(WEBHOOK_NOW, UTC)

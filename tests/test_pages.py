@@ -16,6 +16,9 @@ from outreach.report import report
 from outreach.report_html import to_html
 from outreach.transports.outbox import OutboxTransport, eml_name
 from outreach.web.templating import environment, render_document, stylesheet
+from tests.dates import webhook_now
+
+NOW = webhook_now()  # reports and plans as of the webhook's clock
 
 WEB = Path(__file__).resolve().parent.parent / "outreach" / "web"
 EVIL = '<script>alert("x")</script>&'
@@ -50,7 +53,9 @@ def test_the_environment_escapes_and_refuses_undefined_names() -> None:
 def test_the_stylesheet_can_be_inlined() -> None:
     css = stylesheet()
     assert "</" not in css and ":root" in css
-    page = render_document("outbox/index.html", campaign="c", title="t", step="s", messages=[])
+    page = render_document(
+        "outbox/index.html", campaign="c", title="t", edition=2026, step="s", messages=[]
+    )
     assert page.count("<style>") == 1 and css in page
 
 
@@ -59,7 +64,7 @@ def test_the_stylesheet_can_be_inlined() -> None:
 
 
 def test_the_outbox_index_links_every_message_written(sent_ws) -> None:
-    folder = sent_ws.root / "outbox" / "december" / "circular"
+    folder = sent_ws.root / "outbox" / "december" / "2026" / "circular"
     page = (folder / "index.html").read_text()
     assert page.startswith('<!doctype html>\n<html lang="en">')
     assert "<style>" in page and "<link" not in page and "<script" not in page
@@ -92,6 +97,7 @@ def test_the_outbox_index_escapes_what_it_shows(sent_ws) -> None:
         "outbox/index.html",
         campaign="c",
         title="t",
+        edition=2026,
         step="s",
         messages=[
             {
@@ -118,14 +124,16 @@ def report_html(sent_ws) -> str:
     from tests.test_report import add_events
 
     add_events(sent_ws)
-    return to_html(report(sent_ws, "december"))
+    return to_html(report(sent_ws, "december", now=NOW))
 
 
 def test_the_report_page_is_accessible_markup(report_html: str) -> None:
     page = report_html
     assert page.startswith('<!doctype html>\n<html lang="en">')
     assert '<meta name="viewport" content="width=device-width,initial-scale=1">' in page
-    assert re.search(r"<title>December reminder-action circular — report</title>", page)
+    assert re.search(
+        r"<title>December reminder-action circular — 2026 edition — report</title>", page
+    )
     assert page.count("<h1>") == 1 and page.index("<h1>") < page.index("<h2>")
     # every header cell says what it heads; every table can scroll on its own on a phone
     assert re.findall(r"<th(?=[ >])(?! scope=)", page) == []
@@ -140,7 +148,7 @@ def test_the_report_escapes_names_in_pages_and_charts(sent_ws) -> None:
     from tests.test_report import add_events
 
     add_events(sent_ws)
-    rep = report(sent_ws, "december")
+    rep = report(sent_ws, "december", now=NOW)
     rep.title = EVIL
     step = rep.steps[0]
     step.links[0]["link"] = EVIL

@@ -16,7 +16,10 @@ from outreach.report import report
 from outreach.report_html import to_html
 from outreach.suppressions import history
 from tests.browser import browser_page, requires_chromium
+from tests.dates import webhook_now
 from tests.tracking_support import run_server
+
+NOW = webhook_now()  # reports and plans as of the webhook's clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium]
 
@@ -97,8 +100,8 @@ def test_the_report_and_the_outbox_index_read_on_a_phone(sent_ws, tmp_path) -> N
 
     add_events(sent_ws)
     path = tmp_path / "report.html"
-    path.write_text(to_html(report(sent_ws, "december")), encoding="utf-8")
-    index = sent_ws.root / "outbox" / "december" / "circular" / "index.html"
+    path.write_text(to_html(report(sent_ws, "december", now=NOW)), encoding="utf-8")
+    index = sent_ws.root / "outbox" / "december" / "2026" / "circular" / "index.html"
     with browser_page(375, 800) as (page, errors):
         for name, url in (("report", path.as_uri()), ("outbox-index", index.as_uri())):
             page.goto(url)

@@ -17,20 +17,20 @@ from outreach.suppressions import history
 from outreach.web.app import create_app
 from outreach.web.services import ServerSettings
 from outreach.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.dates import WEBHOOK_NOW
-from tests.tracking_support import Signer, body, circular_batches
+from tests.dates import WEBHOOK_NOW, webhook_now
+from tests.tracking_support import EVENTS_T0, Signer, body, circular_batches
 
-T0 = WEBHOOK_NOW - 2 * 86400  # the events happened two days before they are posted
+NOW = webhook_now()  # reports and plans as of the webhook's clock
 
 
 @pytest.fixture
 def batches(circular_rows):
-    return circular_batches(circular_rows, T0)
+    return circular_batches(circular_rows)
 
 
 def stored_events(ws) -> int:
     with Ledger.open(ws.db_url(), ws.root) as ledger:
-        return ledger.events_count("december")
+        return ledger.events_count("december", 2026)
 
 
 def rejections(caplog) -> list[str]:
@@ -265,7 +265,7 @@ def test_a_client_that_hangs_up_mid_body_is_refused(sent_ws, signer, batches, ca
         caplog.set_level(logging.INFO, "outreach.server")
         assert _asgi_post(app, [whole[:20], whole[20:40]], headers) == 400
         assert "truncated" in rejections(caplog)[0]
-        assert services.ledger.events_count("december") == 0
+        assert services.ledger.events_count("december", 2026) == 0
         # a Content-Length that is not a number
         assert _asgi_post(app, [], {**headers, "Content-Length": "12x"}) == 400
         assert "bad-content-length" in rejections(caplog)[1]
@@ -303,7 +303,7 @@ def test_events_matching_no_message_are_kept_apart(webhook, batches, sent_ws) ->
     b2 = batches[1]
     strays = [e for e in b2 if e["sg_event_id"].startswith("stray-")]
     assert webhook(strays).json() == {"stored": 2, "duplicates": 0, "unmatched": 2}
-    rep = report(sent_ws, "december")
+    rep = report(sent_ws, "december", now=NOW)
     assert (rep.events_matched, rep.events_unmatched) == (0, 1)  # one names this campaign
     assert rep.steps[0].totals["opens_unique"] == 0
     assert any("match no message" in n for n in rep.notes)
@@ -331,7 +331,7 @@ def test_events_update_the_suppressions(
         "email": r["email"],
         "send_id": r["send_id"],
         "campaign": "december",
-        "timestamp": T0,
+        "timestamp": EVENTS_T0,
         "sg_event_id": "s1",
         **extra,
     }
@@ -353,7 +353,7 @@ def test_report_counts_exactly_what_was_stored(webhook, batches, circular_rows, 
             f"/u/{circular_rows[i]['send_id']}", content=b"List-Unsubscribe=One-Click" + extra
         )
         assert r.status_code == 200
-    rep = report(sent_ws, "december").as_dict()
+    rep = report(sent_ws, "december", now=NOW).as_dict()
     assert rep["events"] == {"matched": len(b1) + len(b2) - 2 + len(b3) + 2, "unmatched": 1}
     [circ] = rep["steps"]
     totals = {k: v for k, v in circ["totals"].items() if not k.endswith("_rate")}
@@ -402,6 +402,7 @@ def test_the_next_steps_follow_the_stored_events(webhook, batches, circular_rows
                 dry_run=True,
                 skip_invalid=True,
                 transport="outbox",
+                now=NOW,
             ),
             ledger,
         )

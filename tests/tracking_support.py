@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.dates import WEBHOOK_NOW
+from tests.dates import CIRCULAR_DUE, WEBHOOK_NOW
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,11 +39,15 @@ def make_workspace(dest: Path) -> Path:
 
 def send_outbox(root: Path, step: str = "circular", now=None):
     """Send ``step`` of the example campaign with the outbox transport (real ledger rows)."""
+    from datetime import datetime
+
     from outreach.send import QuietUI, SendOptions, send
     from outreach.workspace import Workspace
+    from tests.dates import CIRCULAR_DUE
 
     ws = Workspace.open(root)
     ws.env.pop("SENDGRID_API_KEY", None)
+    now = now or datetime.fromisoformat(CIRCULAR_DUE)
     opts = SendOptions(steps=(step,), skip_invalid=True, yes=True, transport="outbox", now=now)
     return send(ws, "december", opts, QuietUI(True))
 
@@ -212,6 +216,8 @@ def http(
 # SendGrid-shaped events for the example circular's sends
 
 MODEL_LETTER = "https://www.escr-net.org/"
+# an hour after the 2026 circular went out (events of the 2026 edition, before WEBHOOK_NOW)
+EVENTS_T0 = int(datetime.fromisoformat(CIRCULAR_DUE).timestamp()) + 3600
 SHARE_X = "https://x.com/intent/post?text=Move%20forward%20%23Chile%20and%20%23RatifyOPICESCR"
 
 
@@ -241,7 +247,9 @@ class Events:
         }
 
 
-def circular_batches(rows: list[dict], t0: int) -> tuple[list[dict], list[dict], list[dict]]:
+def circular_batches(
+    rows: list[dict], t0: int = EVENTS_T0
+) -> tuple[list[dict], list[dict], list[dict]]:
     """Three webhook batches for the circular's 57 rows (ordered by address).
 
     1. processed for all; hard bounces for 0 and 1, a block (soft) for 2, a drop for 3, a
