@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 import pytest
 
@@ -17,7 +18,7 @@ from outreach.suppressions import history
 from outreach.web.app import create_app
 from outreach.web.services import ServerSettings
 from outreach.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.dates import WEBHOOK_NOW, webhook_now
+from tests.dates import LAST_CALL_DUE, WEBHOOK_NOW, webhook_now
 from tests.tracking_support import EVENTS_T0, Signer, body, circular_batches
 
 NOW = webhook_now()  # reports and plans as of the webhook's clock
@@ -402,7 +403,7 @@ def test_the_next_steps_follow_the_stored_events(webhook, batches, circular_rows
                 dry_run=True,
                 skip_invalid=True,
                 transport="outbox",
-                now=NOW,
+                now=datetime.fromisoformat(LAST_CALL_DUE),  # every step of 2026 has come
             ),
             ledger,
         )
