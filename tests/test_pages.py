@@ -87,7 +87,7 @@ def test_the_outbox_index_escapes_what_it_shows(sent_ws) -> None:
             "title: December reminder-action circular", "title: '" + EVIL + "'"
         )
     )
-    campaign = load_campaign(sent_ws.root, "december")
+    campaign = load_campaign(sent_ws.root, "december", edition=2026)
     transport = OutboxTransport(sent_ws, campaign)
     with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
         path = transport.write_index(ledger, "circular")

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from outreach.ledger import Ledger
+from tests.dates import webhook_now
 from tests.tracking_support import body, circular_batches, http, run_server
 
 pytestmark = pytest.mark.slow
@@ -58,6 +59,8 @@ def test_the_real_server_commits_before_it_answers(sent_ws, circular_rows, signe
             "december",
             "--format",
             "json",
+            "--now",
+            webhook_now().isoformat(),
         ],
         capture_output=True,
         text=True,
