@@ -24,6 +24,7 @@ import pytest
 from outreach.campaign import load_campaign
 from outreach.send import QuietUI, SendOptions, send
 from outreach.workspace import Workspace
+from tests.browser import browser_page, requires_chromium
 from tests.conftest import copy_workspace
 from tests.content_render import UNSUBSCRIBE, World, contact, shipped, squash
 from tests.dates import BEFORE_CIRCULAR
@@ -253,6 +254,85 @@ def test_headers_fold_without_breaking_values(workspace: Path, cli) -> None:
     msg = email.message_from_string(zoe.read_bytes().decode("utf-8"), policy=policy.strict)
     assert msg["To"].addresses[0].addr_spec == "zoë@exämple.org"
     assert msg["To"].addresses[0].display_name == "Zoë Ångström-Müller"
+
+
+# ------------------------------------------------------------------------------------------
+# Nothing hidden
+
+HIDDEN = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?![.\d]*[1-9])"
+    r"|max-height\s*:\s*0(?:px)?\s*[;\"]",
+    re.I,
+)
+PREHEADER_EN = {
+    "circular": "10 December: Human Rights Day and the 18th anniversary of the OP-ICESCR. "
+    "Five actions you can take.",
+    "human-rights-day": "28 countries now give their people access to justice at the UN. "
+    "Post a message today and ask your government to act.",
+    "last-call": "In case you missed our December circular: five actions for OP-ICESCR "
+    "ratification, and messages ready to share.",
+}
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_preheader_is_the_first_visible_line_and_nothing_is_hidden(step: str, lang: str) -> None:
+    r = shipped().render(step, contact("GH", lang, "ally"))
+    assert not HIDDEN.search(r.html), HIDDEN.search(r.html)
+    # inbox previews show the first text of the body: the preheader, in both parts
+    first = r.text.split("\n\n", 1)[0]
+    assert r.visible.startswith(squash(first))
+    coalition = {"en": "NGO Coalition", "es": "Coalición de ONG", "fr": "Coalition des ONG"}
+    assert not first.startswith(coalition[lang]), "the band came first, not the preheader"
+    if lang == "en":
+        assert first == PREHEADER_EN[step]
+
+
+_CONTRAST_JS = """
+(text) => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode()) && !node.textContent.includes(text)) {}
+  if (!node) return null;
+  const el = node.parentElement;
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  let bg = el;
+  while (bg && getComputedStyle(bg).backgroundColor.match(/rgba\\(.*, 0\\)|transparent/)) {
+    bg = bg.parentElement;
+  }
+  const box = el.getBoundingClientRect();
+  const style = getComputedStyle(el);
+  const [l1, l2] = [lum(rgb(style.color)), lum(rgb(getComputedStyle(bg).backgroundColor))];
+  return {
+    height: box.height, width: box.width, top: box.top, fontSize: parseFloat(style.fontSize),
+    contrast: (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05),
+  };
+}
+"""
+
+
+@pytest.mark.browser
+@requires_chromium
+@pytest.mark.parametrize("width", [375, 600])
+def test_preheader_is_readable_in_a_browser(tmp_path: Path, width: int) -> None:
+    """Chromium lays the preheader out at the top, in a readable size and contrast (WCAG AA)."""
+    r = shipped().render("circular", contact("GH", "en", "ally"))
+    page_file = tmp_path / "circular.html"
+    page_file.write_text(r.html, encoding="utf-8")
+    with browser_page(width) as (page, errors):
+        page.goto(page_file.as_uri())
+        page.wait_for_load_state("load")
+        found = page.evaluate(_CONTRAST_JS, PREHEADER_EN["circular"][:40])
+        assert errors == []
+    assert found is not None, "the preheader is not in the page"
+    assert found["height"] > 0 and found["width"] > 0
+    assert found["top"] < 100, "the preheader is the first thing in the message"
+    assert found["fontSize"] >= 12
+    assert found["contrast"] >= 4.5, found
 
 
 # ------------------------------------------------------------------------------------------
