@@ -20,18 +20,20 @@ change with who, when, why and the source. Suppressions come from
 from __future__ import annotations
 
 import getpass
-import json
 import sqlite3
-import urllib.error
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from outreach.exceptions import ConfigError, OutreachError
+from outreach.exceptions import ConfigError, OutreachError, TransportError
 from outreach.ledger import Ledger, now_iso
 from outreach.workspace import Workspace
+
+if TYPE_CHECKING:
+    from outreach.sendgrid_api import SendGridAPI
 
 # reasons a later event may replace or lift; every other reason is permanent until removed by hand
 LIFTABLE = frozenset({"group_unsubscribe"})
@@ -45,7 +47,6 @@ DROPPED_ADDRESS_REASONS = {
 }
 
 SYNC_PAGE = 500  # the maximum page size of SendGrid's suppression list endpoints
-SYNC_TIMEOUT = 30.0
 
 
 class SyncError(OutreachError):
@@ -291,56 +292,42 @@ class SyncResult:
         return sum(self.added.values())
 
 
-# (list name, API path, reason, paged)
+# (list name, API path, the key's permission for it, reason, paged)
 SYNC_LISTS = (
-    ("bounces", "suppression/bounces", "bounce", True),
-    ("blocks", "suppression/blocks", None, True),  # soft: fetched and counted, never suppressed
-    ("spam_reports", "suppression/spam_reports", "spamreport", True),
-    ("invalid_emails", "suppression/invalid_emails", "dropped", True),
-    ("global_unsubscribes", "suppression/unsubscribes", "unsubscribe", True),
-    ("group_suppressions", "asm/suppressions", "group_unsubscribe", False),
+    ("bounces", "suppression/bounces", "suppression.bounces.read", "bounce", True),
+    # blocks are soft: fetched and counted, never suppressed
+    ("blocks", "suppression/blocks", "suppression.blocks.read", None, True),
+    (
+        "spam_reports",
+        "suppression/spam_reports",
+        "suppression.spam_reports.read",
+        "spamreport",
+        True,
+    ),
+    (
+        "invalid_emails",
+        "suppression/invalid_emails",
+        "suppression.invalid_emails.read",
+        "dropped",
+        True,
+    ),
+    (
+        "global_unsubscribes",
+        "suppression/unsubscribes",
+        "suppression.unsubscribes.read",
+        "unsubscribe",
+        True,
+    ),
+    (
+        "group_suppressions",
+        "asm/suppressions",
+        "asm.groups.suppressions.read",
+        "group_unsubscribe",
+        False,
+    ),
 )
-
-
-def _client(ws: Workspace):
-    import sendgrid
-
-    key = ws.setting("SENDGRID_API_KEY")
-    if not key:
-        raise ConfigError(
-            "SENDGRID_API_KEY is not set",
-            hint="put it in the environment or the workspace's .env (a key with suppressions read access)",
-        )
-    host = (ws.setting("SENDGRID_API_HOST") or "https://api.sendgrid.com").rstrip("/")
-    return sendgrid.SendGridAPIClient(api_key=key, host=host), host
-
-
-def _get(ws: Workspace, endpoint, params: dict | None, timeout: float, what: str):
-    import python_http_client.exceptions as phe
-
-    try:
-        response = endpoint.get(query_params=params, timeout=timeout)
-    except phe.HTTPError as exc:
-        status = getattr(exc, "status_code", None)
-        body = ws.redact(str(getattr(exc, "body", b"")[:300]))
-        hint = {
-            401: "the API key was refused: check SENDGRID_API_KEY",
-            403: "the API key lacks the 'Suppressions' read scope: create one with it",
-            429: "rate-limited by SendGrid: wait a minute and run the sync again",
-        }.get(status or 0, "run the sync again later; nothing was changed for this list")
-        raise SyncError(f"SendGrid answered {status} reading {what}: {body}", hint=hint) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise SyncError(
-            f"cannot reach SendGrid reading {what}: {ws.redact(str(exc))}",
-            hint="check the network (and SENDGRID_API_HOST if set), then run the sync again",
-        ) from None
-    try:
-        data = json.loads(response.body or b"[]")
-    except ValueError:
-        raise SyncError(f"SendGrid sent something that is not JSON for {what}") from None
-    if not isinstance(data, list):
-        raise SyncError(f"SendGrid sent an unexpected shape for {what} (expected a list)")
-    return data
+# the key permissions `suppressions sync` needs (SendGrid's "suppression.read" grants all reads)
+SYNC_SCOPES = tuple(scope for _n, _p, scope, _r, _pg in SYNC_LISTS)
 
 
 def sync(
@@ -348,36 +335,56 @@ def sync(
     ledger: Ledger | None = None,
     *,
     by: str | None = None,
-    timeout: float = SYNC_TIMEOUT,
+    timeout: float | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> SyncResult:
     """``outreach suppressions sync``: add SendGrid's suppression lists to the local one.
 
     Pages through bounces, blocks, spam reports, invalid emails and global unsubscribes
-    (``limit``/``offset``, 500 per page) and reads the group suppressions. Only adds: an address
-    SendGrid has forgotten stays suppressed here until someone removes it by hand. Blocks are
-    soft failures: they are counted, not suppressed.
+    (``limit``/``offset``, 500 per page) and reads the group suppressions, through
+    :class:`~outreach.sendgrid_api.SendGridAPI` (429 waits for the rate-limit reset, 5xx and
+    network errors are retried). Only adds: an address SendGrid has forgotten stays suppressed
+    here until someone removes it by hand. Blocks are soft failures: counted, not suppressed.
+    A list that cannot be read changes nothing for that list.
     """
-    sg, _host = _client(ws)
+    from outreach.sendgrid_api import SendGridAPI
+
+    kw = {"sleep": sleep} if sleep is not None else {}
+    api = SendGridAPI.from_workspace(
+        ws, need="the key needs read access to Suppressions", timeout=timeout, **kw
+    )
     with _opened(ledger or ws) as opened:
-        return _sync(ws, opened, sg, by or default_user(), timeout)
+        return _sync(api, opened, by or default_user())
 
 
-def _sync(ws: Workspace, ledger: Ledger, sg, who: str, timeout: float) -> SyncResult:
+def _read(api: SendGridAPI, name: str, path: str, scope: str, query: dict | None) -> list:
+    try:
+        data = api.get_json(path, query, scope=scope)
+    except TransportError as exc:
+        raise SyncError(
+            f"reading SendGrid's {name}: {exc.message}",
+            hint=exc.hint or "run the sync again later; nothing was changed for this list",
+            details=exc.details,
+        ) from None
+    if not isinstance(data, list):
+        raise SyncError(f"SendGrid sent an unexpected shape for {name} (expected a list)")
+    return data
+
+
+def _sync(api: SendGridAPI, ledger: Ledger, who: str) -> SyncResult:
     result = SyncResult()
-    for name, path, reason, paged in SYNC_LISTS:
-        endpoint = sg.client
-        for part in path.split("/"):
-            endpoint = endpoint._(part)
+    for name, path, scope, reason, paged in SYNC_LISTS:
         entries: list = []
         offset = 0
+        requests = api.requests
         while True:
-            params = {"limit": SYNC_PAGE, "offset": offset} if paged else None
-            page = _get(ws, endpoint, params, timeout, name)
-            result.requests += 1
+            query = {"limit": SYNC_PAGE, "offset": offset} if paged else None
+            page = _read(api, name, path, scope, query)
             entries.extend(page)
             if not paged or len(page) < SYNC_PAGE:
                 break
             offset += SYNC_PAGE
+        result.requests += api.requests - requests
         result.fetched[name] = len(entries)
         if reason is None:
             result.blocks_not_suppressed = len(entries)

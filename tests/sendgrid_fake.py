@@ -3,7 +3,14 @@
 It serves ``POST /v3/mail/send`` (validating the payload against SendGrid's documented limits,
 answering with a scripted status, and *applying the substitutions* to record what each
 recipient would receive), ``POST /v3/mail/batch``, ``POST/GET/PATCH
-/v3/user/scheduled_sends[/{batch_id}]`` and ``GET /_fake/stats``.
+/v3/user/scheduled_sends[/{batch_id}]``, the suppression lists ``GET
+/v3/suppression/{bounces,blocks,spam_reports,invalid_emails,unsubscribes}`` (``limit`` ≤ 500 and
+``offset`` paging) and ``GET /v3/asm/suppressions``, the account endpoints that ``outreach
+doctor`` reads (``GET /v3/scopes``, ``/v3/verified_senders``, ``/v3/whitelabel/domains``,
+``/v3/user/webhooks/event/settings/all``), and ``GET /_fake/stats``. Responses have the shapes
+of SendGrid's OpenAPI specs (``../shared/sendgrid-oai``, and twilio/sendgrid-oai for verified
+senders, domain authentication and scopes); each endpoint answers 403 when the key lacks its
+permission (``scopes``).
 
 In a test::
 
@@ -20,7 +27,9 @@ Scripted answers for mail/send: an HTTP status (``202``, ``400``, ``401``, ``403
 ``500``…), ``(status, body_dict)``, ``(429, seconds_until_reset)``, or one of:
 ``"hang"`` (accept, then answer only after ``hang`` seconds: the client times out after
 sending), ``"drop"`` (read the request, close without answering, nothing accepted),
-``"accept-drop"`` (accept, then close without answering).
+``"accept-drop"`` (accept, then close without answering). Any other endpoint takes the same
+kinds of answers through ``fake.queue_at("GET /v3/suppression/bounces", 500, (429, 2))``
+(``"hang"`` there answers late; then back to the normal answer).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 MAX_PERSONALIZATIONS = 1000
 MAX_FIELD_BYTES = 10_000
@@ -61,6 +71,20 @@ RESERVED_HEADERS = {
 }
 ASM_TAG = "<%asm_group_unsubscribe_raw_url%>"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SUPPRESSION_LISTS = ("bounces", "blocks", "spam_reports", "invalid_emails", "unsubscribes")
+MAX_SUPPRESSION_PAGE = 500
+# a key with these permissions can do everything outreach does (the fake's default key)
+ALL_SCOPES = (
+    "mail.send",
+    "mail.batch.create",
+    "user.scheduled_sends.create",
+    "user.scheduled_sends.read",
+    "user.scheduled_sends.update",
+    "suppression.read",
+    "asm.groups.suppressions.read",
+    "user.webhooks.event.settings.read",
+    "whitelabel.read",
+)
 
 
 @dataclass
@@ -109,9 +133,16 @@ class FakeSendGrid:
     batch_ids: list[str] = field(default_factory=list)
     scheduled: dict[str, str] = field(default_factory=dict)  # batch id → pause/cancel
     stats: Counter = field(default_factory=Counter)
+    # the account, as the API shows it (see verify_sender, authenticate_domain, add_webhook)
+    scopes: list[str] = field(default_factory=lambda: list(ALL_SCOPES))  # the key's permissions
+    suppressions: dict[str, list] = field(default_factory=dict)  # API path → entries
+    verified_senders: list[dict] = field(default_factory=list)
+    domains: list[dict] = field(default_factory=list)
+    webhooks: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.script: deque = deque()
+        self.scripts: dict[str, deque] = {}  # "METHOD /path" → answers for other endpoints
         self.lock = threading.Lock()
         self.mail_arrivals = 0  # mail/send requests read so far (set before any delay)
         self.server: ThreadingHTTPServer | None = None
@@ -124,6 +155,126 @@ class FakeSendGrid:
         """Script the next mail/send answers (then back to 202)."""
         self.script.extend(answers)
         return self
+
+    def queue_at(self, endpoint: str, *answers: Any) -> FakeSendGrid:
+        """Script the next answers of another endpoint (``"GET /v3/suppression/bounces"``):
+        a status, ``(status, body)``, ``(429, seconds_until_reset)`` or ``"hang"``."""
+        self.scripts.setdefault(endpoint, deque()).extend(answers)
+        return self
+
+    # -- the account ----------------------------------------------------------------------
+
+    def verify_sender(self, email: str, verified: bool = True) -> dict:
+        """A Single Sender Verification entry (``GET /v3/verified_senders``)."""
+        sender = {
+            "id": 1000 + len(self.verified_senders),
+            "nickname": email.split("@")[0],
+            "from_email": email,
+            "from_name": "Sender",
+            "reply_to": email,
+            "reply_to_name": "Sender",
+            "address": "1 Example Street",
+            "address2": "",
+            "state": "",
+            "city": "Geneva",
+            "country": "CH",
+            "zip": "1201",
+            "verified": verified,
+            "locked": False,
+        }
+        self.verified_senders.append(sender)
+        return sender
+
+    def authenticate_domain(
+        self, domain: str, valid: bool = True, subdomain: str = "em1234"
+    ) -> dict:
+        """An authenticated domain (``GET /v3/whitelabel/domains``), automated security on."""
+        user = 4242
+        entry = {
+            "id": 500 + len(self.domains),
+            "user_id": user,
+            "subdomain": subdomain,
+            "domain": domain,
+            "username": "coalition",
+            "ips": [],
+            "custom_spf": False,
+            "default": not self.domains,
+            "legacy": False,
+            "automatic_security": True,
+            "valid": valid,
+            "dns": {
+                "mail_cname": {
+                    "valid": valid,
+                    "type": "cname",
+                    "host": f"{subdomain}.{domain}",
+                    "data": f"u{user}.wl.sendgrid.net",
+                },
+                "dkim1": {
+                    "valid": valid,
+                    "type": "cname",
+                    "host": f"s1._domainkey.{domain}",
+                    "data": f"s1.domainkey.u{user}.wl.sendgrid.net",
+                },
+                "dkim2": {
+                    "valid": valid,
+                    "type": "cname",
+                    "host": f"s2._domainkey.{domain}",
+                    "data": f"s2.domainkey.u{user}.wl.sendgrid.net",
+                },
+            },
+        }
+        self.domains.append(entry)
+        return entry
+
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        enabled: bool = True,
+        public_key: str | None = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE-fake-key",
+        events: tuple[str, ...] = (
+            "delivered",
+            "bounce",
+            "deferred",
+            "dropped",
+            "open",
+            "click",
+            "spam_report",
+            "unsubscribe",
+            "group_unsubscribe",
+            "group_resubscribe",
+        ),
+    ) -> dict:
+        """An Event Webhook (``GET /v3/user/webhooks/event/settings/all``); ``public_key`` is
+        returned only when signature verification is on (None: unsigned)."""
+        hook: dict[str, Any] = {
+            "enabled": enabled,
+            "url": url,
+            **{
+                name: name in events
+                for name in (
+                    "group_resubscribe",
+                    "delivered",
+                    "group_unsubscribe",
+                    "spam_report",
+                    "bounce",
+                    "deferred",
+                    "unsubscribe",
+                    "processed",
+                    "open",
+                    "click",
+                    "dropped",
+                )
+            },
+            "friendly_name": "outreach",
+            "id": f"77d4a5da-7015-11ed-a1eb-{len(self.webhooks):012d}",
+            "created_date": "2026-01-01T12:00:00Z",
+            "updated_date": "2026-01-01T12:00:00Z",
+        }
+        if public_key is not None:
+            hook["public_key"] = public_key
+        self.webhooks.append(hook)
+        return hook
 
     def start(self, port: int = 0) -> FakeSendGrid:
         server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
@@ -185,18 +336,14 @@ class FakeSendGrid:
                 _error("The provided authorization grant is invalid, expired, or revoked", None),
                 "",
             )
+        if "mail.send" not in self.scopes:
+            return 403, {}, _error("access forbidden", None), ""
         if len(req.body) >= MAX_REQUEST_BYTES:
             return 413, {}, _error("content too large", None), ""
         if answer == "drop":
             return 0, {}, None, "drop"
         if isinstance(answer, tuple) and answer[0] == 429:
-            reset = int(self.clock() + answer[1])
-            headers = {
-                "X-RateLimit-Limit": "600",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(reset),
-            }
-            return 429, headers, _error("too many requests", None), ""
+            return 429, self._rate_limited(answer[1]), _error("too many requests", None), ""
         if isinstance(answer, tuple):
             return int(answer[0]), {}, answer[1], ""
         if isinstance(answer, int) and answer != 202:
@@ -385,12 +532,36 @@ class FakeSendGrid:
 
     # -- the other endpoints -----------------------------------------------------------------
 
-    def other(self, req: Received) -> tuple[int, dict[str, str], Any]:
-        path = req.path.split("?")[0]
+    def other(self, req: Received) -> tuple[int, dict[str, str], Any, str]:
+        """(status, headers, body, action) for every endpoint but mail/send."""
+        path, _, query = req.path.partition("?")
         if req.method == "GET" and path == "/_fake/stats":
-            return 200, {}, dict(self.stats)
+            return 200, {}, dict(self.stats), ""
         if not self._authorized(req):
-            return 401, {}, _error("authorization required", None)
+            return 401, {}, _error("authorization required", None), ""
+        script = self.scripts.get(f"{req.method} {path}")
+        answer = script.popleft() if script else None
+        if isinstance(answer, tuple) and answer[0] == 429:
+            return 429, self._rate_limited(answer[1]), _error("too many requests", None), ""
+        if isinstance(answer, tuple):
+            return int(answer[0]), {}, answer[1], ""
+        if isinstance(answer, int):
+            return answer, {}, _error(_REASONS.get(answer, "error"), None), ""
+        scopes = _needs(req.method, path)
+        if scopes and not set(scopes) & set(self.scopes):
+            return 403, {}, _error("access forbidden", None), ""
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        status, headers, body = self._route(req, path, params)
+        return status, headers, body, "hang" if answer == "hang" else ""
+
+    def _rate_limited(self, seconds: float) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": "600",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(self.clock() + seconds)),
+        }
+
+    def _route(self, req: Received, path: str, params: dict) -> tuple[int, dict[str, str], Any]:
         if req.method == "POST" and path == "/v3/mail/batch":
             bid = secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
             with self.lock:
@@ -418,6 +589,31 @@ class FakeSendGrid:
                     return 400, {}, _error("invalid status", "status")
                 self._set_status(bid, status)
                 return 204, {}, None
+        if req.method != "GET":
+            return 404, {}, _error("not found", None)
+        m = re.fullmatch(r"/v3/suppression/([a-z_]+)", path)
+        if m and m.group(1) in SUPPRESSION_LISTS:
+            try:
+                limit = int(params.get("limit", 500))
+                offset = int(params.get("offset", 0))
+            except ValueError:
+                return 400, {}, _error("limit and offset must be integers", "limit")
+            if not 1 <= limit <= MAX_SUPPRESSION_PAGE or offset < 0:
+                return 400, {}, _error("limit must be between 1 and 500", "limit")
+            return 200, {}, self.suppressions.get(path, [])[offset : offset + limit]
+        if path == "/v3/asm/suppressions":
+            return 200, {}, self.suppressions.get(path, [])
+        if path == "/v3/scopes":
+            return 200, {}, {"scopes": list(self.scopes)}
+        if path == "/v3/verified_senders":
+            return 200, {}, {"results": list(self.verified_senders)}
+        if path == "/v3/whitelabel/domains":
+            found = [d for d in self.domains if params.get("domain", d["domain"]) in d["domain"]]
+            offset = int(params.get("offset", 0))
+            limit = int(params.get("limit", len(found) or 1))
+            return 200, {}, found[offset : offset + limit]
+        if path == "/v3/user/webhooks/event/settings/all":
+            return 200, {}, {"max_allowed": 5, "webhooks": list(self.webhooks)}
         return 404, {}, _error("not found", None)
 
     def _set_status(self, bid: str, status: str) -> None:
@@ -440,6 +636,25 @@ _REASONS = {
     502: "bad gateway",
     503: "service unavailable",
 }
+
+
+def _needs(method: str, path: str) -> tuple[str, ...]:
+    """The API key permissions that allow a request (any one of them), as SendGrid names them."""
+    if path == "/v3/mail/batch":
+        return ("mail.batch.create",)
+    if path.startswith("/v3/user/scheduled_sends"):
+        verb = {"POST": "create", "GET": "read", "PATCH": "update", "DELETE": "delete"}
+        return (f"user.scheduled_sends.{verb.get(method, 'read')}",)
+    m = re.fullmatch(r"/v3/suppression/([a-z_]+)", path)
+    if m and method == "GET":
+        return ("suppression.read", f"suppression.{m.group(1)}.read")
+    if path == "/v3/asm/suppressions":
+        return ("asm.groups.suppressions.read",)
+    if path.startswith("/v3/whitelabel/"):
+        return ("whitelabel.read",)
+    if path.startswith("/v3/user/webhooks/event/settings"):
+        return ("user.webhooks.event.settings.read",)
+    return ()
 
 
 def _error(message: str, field: str | None) -> dict:
@@ -504,8 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):  # the client went away (timeout, killed)
                 self._answer(req, status, headers, body)
             return
-        status, headers, body = fake.other(req)
-        self._answer(req, status, headers, body)
+        status, headers, body, action = fake.other(req)
+        if action == "hang":
+            time.sleep(fake.hang)
+        with contextlib.suppress(OSError):  # the client went away (timeout)
+            self._answer(req, status, headers, body)
 
     do_POST = do_GET = do_PATCH = do_DELETE = _dispatch
 

@@ -111,7 +111,7 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str
         assert summary.sent == len(rows), step
     files: dict[tuple[str, str, str, str], Path] = {}
     for step in STEPS:
-        for path in (root / "outbox" / "december" / step).glob("*.eml"):
+        for path in (root / "outbox" / "december" / "2026" / step).glob("*.eml"):
             m = re.match(r"(\w+)\.(\w+)\.(\w+)@example\.org--", path.name)
             assert m, path.name
             rel, status, lang = m.groups()
@@ -222,7 +222,7 @@ def test_headers_fold_without_breaking_values(workspace: Path, cli) -> None:
     assert r.exit_code == 0, r.output
     r = cli(workspace, *circular)
     assert r.exit_code == 0, r.output
-    folder = workspace / "outbox" / "december" / "circular"
+    folder = workspace / "outbox" / "december" / "2026" / "circular"
     emls = sorted(folder.glob("*.eml")) + sorted((folder / "tests").glob("*.eml"))
     assert len(emls) == 3 + 3  # three contacts, three variants as tests
     subjects = {

@@ -1,14 +1,10 @@
-"""``outreach suppressions sync`` against a real local HTTP server shaped like SendGrid's
-suppression API (tsg_suppressions_v3: limit/offset paging, 500 per page at most)."""
+"""``outreach suppressions sync`` against the strict fake SendGrid (tests/sendgrid_fake.py), whose
+suppression endpoints page like SendGrid's (tsg_suppressions_v3: limit/offset, 500 per page at
+most), through the one API client: retries on 429 and 5xx, errors in plain words, no key shown."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -17,9 +13,9 @@ from outreach.cli import main
 from outreach.ledger import Ledger
 from outreach.suppressions import SyncError, history, sync
 from outreach.workspace import Workspace
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendgrid_helpers import KEY, Sleeps
 from tests.tracking_support import make_workspace
-
-KEY = "SG.test-key-that-must-never-be-printed"
 
 
 def _lists() -> dict[str, list]:
@@ -63,69 +59,21 @@ def _lists() -> dict[str, list]:
     }
 
 
-class FakeSendGrid:
-    def __init__(self, mode: str = "ok") -> None:
-        self.mode = mode
-        self.requests: list[tuple[str, dict, str]] = []
-        data = _lists()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):  # quiet
-                pass
-
-            def do_GET(self):
-                url = urlsplit(self.path)
-                q = {k: v[0] for k, v in parse_qs(url.query).items()}
-                fake.requests.append((url.path, q, self.headers.get("Authorization", "")))
-                if fake.mode == "slow":
-                    time.sleep(1)
-                    return  # the client has given up by now
-                if fake.mode == "401" or self.headers.get("Authorization") != f"Bearer {KEY}":
-                    return self._send(401, {"errors": [{"message": "authorization required"}]})
-                if url.path not in data:
-                    return self._send(404, {"errors": [{"message": "not found"}]})
-                items = data[url.path]
-                if "limit" in q:
-                    limit, offset = int(q["limit"]), int(q.get("offset", 0))
-                    assert 1 <= limit <= 500
-                    items = items[offset : offset + limit]
-                self._send(200, items)
-
-            def _send(self, status, obj):
-                body = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace.open(make_workspace(tmp_path / "ws"))
+def ws(tmp_path: Path, fake: FakeSendGrid) -> Workspace:
+    fake.suppressions = _lists()
+    ws = Workspace.open(make_workspace(tmp_path / "ws"))
+    ws.env.update(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=fake.url)
+    return ws
 
 
-def test_sync_pages_through_every_list(ws: Workspace) -> None:
-    with FakeSendGrid() as sg:
-        ws.env.update(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=sg.url)
-        res = sync(ws, by="tester")
-        again = sync(ws, by="tester")
+def paths(fake: FakeSendGrid, path: str) -> list[str]:
+    return [r.path for r in fake.requests if r.path.split("?")[0] == path]
+
+
+def test_sync_pages_through_every_list(ws: Workspace, fake: FakeSendGrid) -> None:
+    res = sync(ws, by="tester")
+    again = sync(ws, by="tester")
     assert dict(res.fetched) == {
         "bounces": 1203,
         "blocks": 3,
@@ -144,14 +92,13 @@ def test_sync_pages_through_every_list(ws: Workspace) -> None:
     }
     assert res.blocks_not_suppressed == 3
     assert again.changed == 0
-    bounce_pages = [q for p, q, _a in sg.requests if p == "/v3/suppression/bounces"]
-    assert bounce_pages[:3] == [
-        {"limit": "500", "offset": "0"},
-        {"limit": "500", "offset": "500"},
-        {"limit": "500", "offset": "1000"},
+    assert paths(fake, "/v3/suppression/bounces")[:3] == [
+        "/v3/suppression/bounces?limit=500&offset=0",
+        "/v3/suppression/bounces?limit=500&offset=500",
+        "/v3/suppression/bounces?limit=500&offset=1000",
     ]
     assert res.requests == 3 + 1 + 1 + 1 + 2 + 1
-    assert all(a == f"Bearer {KEY}" for _p, _q, a in sg.requests)
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in fake.requests)
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         active = ledger.suppressed()
         log = history(ledger, "spam@example.org")
@@ -161,30 +108,67 @@ def test_sync_pages_through_every_list(ws: Workspace) -> None:
     assert log[0]["source"] == "sendgrid-sync" and log[0]["who"] == "tester"
 
 
-def test_sync_errors_are_clear_and_never_show_the_key(ws: Workspace) -> None:
-    with FakeSendGrid("401") as sg:
-        ws.env.update(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=sg.url)
-        with pytest.raises(SyncError) as exc:
-            sync(ws)
+def test_sync_waits_for_the_rate_limit_and_retries_server_errors(
+    ws: Workspace, fake: FakeSendGrid
+) -> None:
+    fake.queue_at("GET /v3/suppression/bounces", (429, 9), 500)
+    fake.queue_at("GET /v3/asm/suppressions", 503, 502)
+    sleeps = Sleeps()
+    res = sync(ws, by="tester", sleep=sleeps)
+    assert res.fetched["bounces"] == 1203 and res.fetched["group_suppressions"] == 1
+    assert res.added["bounce"] == 1203
+    assert 7.5 <= sleeps[0] <= 9.0  # until X-RateLimit-Reset
+    assert len(sleeps) == 4
+    for delay, cap in zip(sleeps[1:], (2, 1, 2), strict=True):  # backoff 1·2^(n-1), jittered
+        assert cap / 2 <= delay <= cap
+    assert res.requests == 9 + 4  # every attempt is a request
+    assert len(paths(fake, "/v3/suppression/bounces")) == 3 + 2
+
+
+def test_sync_gives_up_on_a_list_that_keeps_failing_and_changes_nothing(
+    ws: Workspace, fake: FakeSendGrid
+) -> None:
+    fake.queue_at("GET /v3/suppression/spam_reports", *[500] * 10)
+    with pytest.raises(SyncError) as exc:
+        sync(ws, sleep=Sleeps())
+    text = str(exc.value)
+    assert "reading SendGrid's spam_reports: gave up after 6 attempts" in text
+    assert "SendGrid had a server error (500: internal server error)" in text
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        active = ledger.suppressed()
+    assert "spam@example.org" not in active
+    assert "bounce0@example.org" in active  # the lists read before it are kept
+
+
+def test_sync_errors_are_clear_and_never_show_the_key(ws: Workspace, fake: FakeSendGrid) -> None:
+    fake.key = "SG.another-key-entirely-0000"  # SendGrid refuses ours
+    with pytest.raises(SyncError) as exc:
+        sync(ws)
     assert "401" in str(exc.value) and "SENDGRID_API_KEY" in str(exc.value)
     assert KEY not in str(exc.value)
-    with FakeSendGrid("slow") as sg:
-        ws.env.update(SENDGRID_API_HOST=sg.url)
-        with pytest.raises(SyncError, match="cannot reach SendGrid"):
-            sync(ws, timeout=0.3)
+    fake.key = KEY
+    fake.scopes = ["mail.send"]
+    with pytest.raises(SyncError, match="403") as exc:
+        sync(ws)
+    assert "the API key needs the 'suppression.bounces.read' permission" in str(exc.value)
+    fake.scopes.append("suppression.read")
+    fake.hang = 1.0
+    fake.queue_at("GET /v3/suppression/bounces", *["hang"] * 6)
+    with pytest.raises(SyncError, match="cannot reach SendGrid") as exc:
+        sync(ws, timeout=0.3, sleep=Sleeps())
+    assert "no answer to GET /v3/suppression/bounces (timed out)" in str(exc.value)
     ws.env.update(SENDGRID_API_HOST="http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(SyncError, match="cannot reach"):
-        sync(ws, timeout=2)
+        sync(ws, timeout=2, sleep=Sleeps())
     ws.env.pop("SENDGRID_API_KEY")
     with pytest.raises(Exception, match="SENDGRID_API_KEY is not set"):
         sync(ws)
 
 
-def test_sync_cli(ws: Workspace, monkeypatch) -> None:
-    with FakeSendGrid() as sg:
-        monkeypatch.setenv("SENDGRID_API_KEY", KEY)
-        monkeypatch.setenv("SENDGRID_API_HOST", sg.url)
-        res = CliRunner().invoke(main, ["-C", str(ws.root), "suppressions", "sync", "--by", "me"])
+def test_sync_cli(ws: Workspace, fake: FakeSendGrid, monkeypatch) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", fake.url)
+    res = CliRunner().invoke(main, ["-C", str(ws.root), "suppressions", "sync", "--by", "me"])
     assert res.exit_code == 0, res.output
     assert "1707 new suppression(s) in 9 request(s); 3 block(s) not suppressed" in res.output
     assert KEY not in res.output

@@ -2,15 +2,14 @@
 
 The send engine (:mod:`outreach.send`) owns the ledger protocol; a transport owns how a batch of
 recipients of one variant reaches the outside world. This base class owns what every transport
-shares: splitting a variant's recipients into batches, the message headers, retries with capped
-exponential backoff and jitter, and crash reconciliation. A concrete transport supplies only
+shares: splitting a variant's recipients into batches, the message headers and crash
+reconciliation (a network transport adds retries by overriding :meth:`Transport.retrying`). A concrete transport supplies only
 :meth:`Transport._deliver` (payload and response parsing), like django-anymail's ESP backends.
 """
 
 from __future__ import annotations
 
 import functools
-import random
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -20,8 +19,6 @@ from email.header import Header
 from email.utils import formataddr
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
-
-from outreach.exceptions import PermanentError, TransientError
 
 T = TypeVar("T")
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"  # RFC 3986 reserved characters, and % (already encoded)
@@ -82,22 +79,9 @@ class Transport:
     max_batch: ClassVar[int] = 1
     schedule_ahead: ClassVar[timedelta] = timedelta(0)  # how far ahead delivery can be scheduled
 
-    def __init__(
-        self,
-        workspace: Workspace,
-        campaign: Campaign,
-        *,
-        retries: int = 5,
-        backoff: float = 1.0,
-        max_backoff: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, workspace: Workspace, campaign: Campaign) -> None:
         self.workspace = workspace
         self.campaign = campaign
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.sleep = sleep
         self.clock: Callable[[], float] = time.time  # "now" in seconds since the epoch
         self.requests = 0
         self.bytes_sent = 0
@@ -123,7 +107,7 @@ class Transport:
     # -- delivery ------------------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> Delivery:
-        """Hand a batch over, retrying transient failures with capped exponential backoff.
+        """Hand a batch over (through :meth:`retrying`).
 
         Raises :class:`PermanentError`/:class:`FatalError` (nothing accepted), or
         :class:`UnknownOutcome` (may have been accepted).
@@ -131,35 +115,9 @@ class Transport:
         return self.retrying(lambda: self._deliver(batch))
 
     def retrying(self, call: Callable[[], T]) -> T:
-        """Run ``call``, retrying :class:`TransientError` (honouring ``retry_after``); after
-        ``retries`` retries the last one becomes a :class:`PermanentError`."""
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except TransientError as exc:
-                attempt += 1
-                if attempt > self.retries:
-                    raise PermanentError(
-                        f"gave up after {attempt} attempts: {exc.message}",
-                        status=exc.status,
-                        body=exc.body,
-                        where=exc.where,
-                        hint=exc.hint,
-                        details=exc.details,
-                    ) from None
-                delay = self._delay(attempt, exc.retry_after)
-                if self.on_retry:
-                    self.on_retry(
-                        f"{exc.message}; retrying in {delay:.1f} s (attempt {attempt + 1})"
-                    )
-                self.sleep(delay)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return max(0.0, min(retry_after, self.max_backoff * 5))
-        cap = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return random.uniform(cap / 2, cap)  # "equal jitter"
+        """Run ``call``; a network transport retries transient failures here (the base does not:
+        nothing it does can be retried)."""
+        return call()
 
     def _deliver(self, batch: Batch) -> Delivery:
         raise NotImplementedError

@@ -35,34 +35,29 @@ Unsubscribe, in order of preference:
 * **subscription tracking** (neither): ``subscription_tracking`` is enabled with the footer
   link as its ``substitution_tag``; SendGrid adds List-Unsubscribe and List-Unsubscribe-Post.
 
-Responses: 2xx → accepted (``X-Message-Id`` is stored on every ledger row of the batch; webhook
-events carry it as the prefix of ``sg_message_id``); 429 → wait until ``X-RateLimit-Reset``;
-5xx, and network errors before the request was fully sent → retried with capped exponential
-backoff and jitter (:meth:`Transport.retrying`); 400/401/403/413 → stop, with SendGrid's error
-body explained (which field, which recipient, which batch); a timeout or reset *after* the
-request was sent → :class:`UnknownOutcome` (the batch becomes ``unknown`` and is resent only with
-``--resend-unknown``). The API key never appears in a message, a log record or the ledger.
+Requests go through :class:`outreach.sendgrid_api.SendGridAPI` (client, timeout, retries, errors
+in plain words, key redaction). Responses: 2xx → accepted (``X-Message-Id`` is stored on every
+ledger row of the batch; webhook events carry it as the prefix of ``sg_message_id``); 429 →
+wait until ``X-RateLimit-Reset``; 5xx, and network errors before the request was fully sent →
+retried with capped exponential backoff and jitter; 400/401/403/413 → stop, with SendGrid's
+error body explained (which field, which recipient, which batch); a timeout or reset *after*
+the request was sent → :class:`UnknownOutcome` (the batch becomes ``unknown`` and is resent
+only with ``--resend-unknown``). The API key never appears in a message, a log record or the
+ledger.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import logging
 import re
-import ssl
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.error import URLError
-from urllib.parse import urlparse
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import markupsafe
-from python_http_client.exceptions import HTTPError as SGHTTPError
-from sendgrid import SendGridAPIClient
 
 from outreach.exceptions import (
     ConfigError,
@@ -75,6 +70,7 @@ from outreach.exceptions import (
 )
 from outreach.ledger import short_id
 from outreach.render import apply_transforms
+from outreach.sendgrid_api import PERSONALIZATION_WORDS, SendGridAPI
 from outreach.transports.base import Batch, Delivery, Recipient, Transport
 
 if TYPE_CHECKING:
@@ -83,14 +79,12 @@ if TYPE_CHECKING:
     from outreach.render import Variant
     from outreach.workspace import Workspace
 
-API_HOST = "https://api.sendgrid.com"
+T = TypeVar("T")
 MAX_PERSONALIZATIONS = 1000  # personalizations, and recipients, per request
 MAX_FIELD_BYTES = 10_000  # substitutions, and custom_args, per personalization
 MAX_CATEGORIES = 10
 MAX_REQUEST_BYTES = 30_000_000  # "the total size of your email … must be less than 30MB"
 SCHEDULE_AHEAD = timedelta(hours=71, minutes=30)  # leaves 30 min between planning and sending
-DEFAULT_TIMEOUT = 30.0  # seconds, for every request
-JSON_UTF8 = "application/json; charset=utf-8"
 ASM_UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
 SUBSCRIPTION_TAG = "[unsubscribe]"
 UNSUBSCRIBE_MARKERS = ("[[h:unsubscribe_url]]", "[[t:unsubscribe_url]]")
@@ -99,48 +93,15 @@ _BATCH_ID_ALLOWANCE = 200  # bytes reserved in size estimates for ',"batch_id":"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _encode = json.encoder.encode_basestring  # what _dumps uses for strings (C-accelerated)
 _HTML_SPECIAL = re.compile(r"[&<>'\"]")  # what markupsafe.escape replaces
-_PERSONALIZATION_RE = re.compile(r"^personalizations[.\[](\d+)\]?(?:\.(.*))?$")
-
-# SendGrid's field names in the words of the campaign file
-FIELD_WORDS = {
-    "from": ("the sender", ("sender", "from_email")),
-    "from.email": ("the sender address", ("sender", "from_email")),
-    "from.name": ("the sender name", ("sender", "from_name")),
-    "reply_to": ("the reply-to address", ("sender", "reply_to")),
-    "reply_to.email": ("the reply-to address", ("sender", "reply_to")),
-    "reply_to.name": ("the reply-to name", ("sender", "reply_to_name")),
-    "categories": ("the categories", ("sendgrid", "categories")),
-    "asm": ("the unsubscribe group", ("sendgrid", "unsubscribe_group")),
-    "asm.group_id": ("the unsubscribe group", ("sendgrid", "unsubscribe_group")),
-    "ip_pool_name": ("the IP pool", ("sendgrid", "ip_pool")),
-    "batch_id": ("the scheduled-send batch id", None),
-    "send_at": ("the scheduled send time", None),
-    "subject": ("the subject", None),
-    "headers": ("the List-Id header (from the campaign's title and sender)", ("title",)),
-    "content": ("the message body", None),
-    "tracking_settings": ("the tracking settings", ("sendgrid", "tracking")),
-    "mail_settings": ("the mail settings (sandbox)", ("sendgrid", "sandbox")),
-}
-PERSONALIZATION_WORDS = {
-    "to": "the recipient address",
-    "substitutions": "the per-recipient values (substitutions)",
-    "custom_args": "the tracking arguments (custom_args)",
-    "headers": "the List-Unsubscribe headers",
-    "send_at": "the scheduled send time",
-}
 
 
-class _Redact(logging.Filter):
-    """Scrubs secrets from records of the HTTP client's logger (it logs request headers)."""
-
-    def __init__(self, redact: Callable[[str], str]) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
-        record.args = ()
-        return True
+def _forward(name: str) -> property:
+    """An attribute of the transport that lives on its API client (retry policy, timeout…)."""
+    return property(
+        lambda self: getattr(self.api, name),
+        lambda self, value: setattr(self.api, name, value),
+        doc=f"the API client's {name}",
+    )
 
 
 @dataclass
@@ -169,6 +130,15 @@ class SendGridTransport(Transport):
     max_batch = MAX_PERSONALIZATIONS
     schedule_ahead = SCHEDULE_AHEAD
 
+    # the retry policy, timeout and request count live on the API client
+    retries = _forward("retries")
+    backoff = _forward("backoff")
+    max_backoff = _forward("max_backoff")
+    sleep = _forward("sleep")
+    timeout = _forward("timeout")
+    on_retry = _forward("on_retry")
+    requests = _forward("requests")
+
     def __init__(
         self,
         workspace: Workspace,
@@ -177,35 +147,11 @@ class SendGridTransport(Transport):
         timeout: float | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(workspace, campaign, **kw)
-        key = workspace.setting("SENDGRID_API_KEY")
-        if not key:
-            raise ConfigError(
-                "SENDGRID_API_KEY is not set",
-                where="environment / .env",
-                hint="put SENDGRID_API_KEY=SG.… in the workspace's .env (never in a campaign "
-                "file), or use --transport outbox",
-            )
-        host = (workspace.setting("SENDGRID_API_HOST") or API_HOST).rstrip("/")
-        parsed = urlparse(host)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ConfigError(
-                f"SENDGRID_API_HOST {host!r} is not an http(s) URL",
-                where="environment / .env",
-                hint="leave it unset for https://api.sendgrid.com, or use e.g. http://127.0.0.1:4010",
-            )
-        self.host = host
-        self.client = SendGridAPIClient(api_key=key, host=host)
-        raw_timeout = timeout or workspace.setting("SENDGRID_TIMEOUT") or DEFAULT_TIMEOUT
-        try:
-            self.timeout = float(raw_timeout)
-            assert self.timeout > 0
-        except (ValueError, AssertionError):
-            raise ConfigError(
-                f"SENDGRID_TIMEOUT {raw_timeout!r} is not a number of seconds",
-                where="environment / .env",
-                hint=f"leave it unset for {DEFAULT_TIMEOUT:g} s",
-            ) from None
+        self.api = SendGridAPI.from_workspace(
+            workspace, need="or use --transport outbox", timeout=timeout, **kw
+        )
+        super().__init__(workspace, campaign)
+        self.host = self.api.host
         self.max_request_bytes = MAX_REQUEST_BYTES
         opts = campaign.spec.sendgrid
         self.options = opts
@@ -225,19 +171,17 @@ class SendGridTransport(Transport):
         self._builder: ThreadPoolExecutor | None = None
         self._bodies: dict[str, Future[str]] = {}
         self._planned_bytes: Counter = Counter()
-        logger = logging.getLogger("python_http_client.client")
-        for f in list(logger.filters):
-            if isinstance(f, _Redact):
-                logger.removeFilter(f)
-        logger.addFilter(_Redact(self.redact))
 
     # -- small helpers ------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        return self.workspace.redact(text)
+        return self.api.redact(text)
+
+    def retrying(self, call: Callable[[], T]) -> T:
+        return self.api.retrying(call)
 
     def describe(self) -> str:
-        where = "" if self.host == API_HOST else f" at {self.host}"
+        where = "" if self.api.is_default_host else f" at {self.host}"
         if self.options.sandbox:
             return f"SendGrid{where} in SANDBOX mode (validated by SendGrid, nothing delivered)"
         return f"SendGrid{where}"
@@ -636,7 +580,7 @@ class SendGridTransport(Transport):
         batch.provider_batch_id = self._batch_ids[step]
 
     def _create_batch_id(self) -> str:
-        resp = self._call("POST /v3/mail/batch", lambda: self.client.client.mail.batch.post)
+        resp = self.api.call("POST", "mail/batch", scope="mail.batch.create", idempotent=True)
         try:
             return str(json.loads(resp.body)["batch_id"])
         except (ValueError, KeyError, TypeError):
@@ -673,25 +617,15 @@ class SendGridTransport(Transport):
                 f"batch {short_id(batch.id)} would be {size:,} bytes, over SendGrid's 30 MB",
                 hint="lower sendgrid.batch_size in the campaign file",
             )
-        self.requests += 1
         self.bytes_sent += size
-        try:
-            resp = self.client.client.mail.send.post(
-                request_body=body,
-                request_headers={"Content-Type": JSON_UTF8},
-                timeout=self.timeout,
-            )
-        except SGHTTPError as exc:
-            raise self._http_error(exc, batch) from None
-        except URLError as exc:
-            raise self._not_sent(exc.reason, "POST /v3/mail/send") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise UnknownOutcome(
-                f"batch {short_id(batch.id)} ({batch.size} recipients) was sent to SendGrid but no "
-                f"answer came ({_why(exc)}); it may or may not have been accepted",
-                hint="it is marked unknown and is not resent; check SendGrid's Email Activity, "
-                "then pass --resend-unknown only for messages that did not arrive",
-            ) from None
+        resp = self.api.call(
+            "POST",
+            "mail/send",
+            raw_body=body,
+            scope="mail.send",
+            batch=batch,
+            campaign=self.campaign,
+        )
         if not 200 <= resp.status_code < 300:
             raise UnknownOutcome(
                 f"SendGrid answered {resp.status_code} to batch {short_id(batch.id)}",
@@ -699,154 +633,6 @@ class SendGridTransport(Transport):
             )
         mid = resp.headers.get("X-Message-Id")
         return Delivery(mid or None, detail=f"{resp.status_code}")
-
-    def _call(self, what: str, method: Callable[[], Callable[..., Any]], body: Any = None) -> Any:
-        """A small API call (batch ids, scheduled sends): any network trouble is transient."""
-        self.requests += 1
-        kw: dict[str, Any] = {}
-        if body is not None:
-            kw = {"request_body": _dumps(body), "request_headers": {"Content-Type": JSON_UTF8}}
-        try:
-            return method()(timeout=self.timeout, **kw)
-        except SGHTTPError as exc:
-            raise self._http_error(exc, None, what) from None
-        except URLError as exc:
-            raise self._not_sent(exc.reason, what) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise TransientError(f"{what}: no answer from SendGrid ({_why(exc)})") from None
-
-    def _not_sent(self, reason: object, what: str) -> TransientError | FatalError:
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            return FatalError(
-                f"{what}: the TLS certificate of {self.host} is not valid ({reason})",
-                hint="check SENDGRID_API_HOST",
-            )
-        return TransientError(
-            f"could not reach SendGrid at {self.host} ({_why(reason)}); nothing was sent",
-            hint="check the network connection and SENDGRID_API_HOST",
-        )
-
-    # -- errors in plain words ----------------------------------------------------------------
-
-    def _http_error(
-        self, exc: SGHTTPError, batch: Batch | None, what: str = "POST /v3/mail/send"
-    ) -> TransientError | PermanentError | FatalError:
-        status = int(exc.status_code)
-        body = self.redact(_text(exc.body))
-        errors = _errors(body)
-        first = errors[0].get("message") if errors else None
-        said = f": {first}" if first else ""
-        subject = (
-            f"batch {short_id(batch.id)} of step {batch.step.id} ({batch.size} recipients, "
-            f"variant {batch.variant.id})"
-            if batch is not None
-            else what
-        )
-        kw: dict[str, Any] = {"status": status, "body": body}
-        if status == 429:
-            reset = _header(exc.headers, "X-RateLimit-Reset")
-            wait = None
-            if reset:
-                try:
-                    wait = max(0.0, float(reset) - self.clock())
-                except ValueError:
-                    wait = None
-            until = (
-                f" until {datetime.fromtimestamp(float(reset), UTC):%H:%M:%S} UTC"
-                if wait is not None
-                else ""
-            )
-            return TransientError(
-                f"SendGrid's rate limit was reached (429); waiting{until}",
-                retry_after=wait,
-                **kw,
-            )
-        if status >= 500:
-            return TransientError(f"SendGrid had a server error ({status}{said})", **kw)
-        if status == 401:
-            return FatalError(
-                f"SendGrid did not accept the API key (401 Unauthorized{said}); nothing more "
-                "was sent",
-                hint="check SENDGRID_API_KEY in the environment or the workspace's .env: it must "
-                "be a complete key (SG.…) that has not been deleted",
-                **kw,
-            )
-        if status == 403:
-            return FatalError(
-                f"SendGrid refused {subject} (403 Forbidden{said}); nothing more was sent",
-                hint="the API key needs the 'Mail Send' permission, and "
-                f"{self.campaign.sender.from_email} must be a verified sender "
-                "(SendGrid → Settings → Sender Authentication)",
-                details=self._explain(errors, batch),
-                **kw,
-            )
-        if status == 413:
-            return FatalError(
-                f"SendGrid found {subject} too large (413{said}); nothing more was sent",
-                where=self.campaign.where("sendgrid", "batch_size"),
-                hint=f"lower sendgrid.batch_size (now {self.max_batch}) in the campaign file",
-                **kw,
-            )
-        if status == 400:
-            details = self._explain(errors, batch)
-            per_recipient = bool(errors) and all(
-                _PERSONALIZATION_RE.match(str(e.get("field") or "")) for e in errors
-            )
-            if per_recipient and batch is not None:
-                return PermanentError(
-                    f"SendGrid rejected {subject} (400) because of {len(errors)} recipient "
-                    "problem(s); the other batches go on",
-                    details=details,
-                    hint="fix these contacts in the list (or remove them) and run the same "
-                    "command again: only this batch is retried",
-                    **kw,
-                )
-            where = next((w for w in (self._field_where(e) for e in errors) if w), None)
-            return FatalError(
-                f"SendGrid rejected {subject} (400 Bad Request); nothing more was sent",
-                details=details or ([body[:300]] if body else []),
-                where=where,
-                hint="fix the campaign setting named above and run the same command again",
-                **kw,
-            )
-        return FatalError(
-            f"unexpected answer {status} from {self.host} to {what}{said}",
-            hint="check SENDGRID_API_HOST (leave it unset for https://api.sendgrid.com)",
-            **kw,
-        )
-
-    def _explain(self, errors: list[dict], batch: Batch | None) -> list[str]:
-        """One plain line per SendGrid error: the field in our words, the recipient if any."""
-        lines = []
-        for e in errors[:20]:
-            field = str(e.get("field") or "")
-            message = str(e.get("message") or "").strip()
-            m = _PERSONALIZATION_RE.match(field)
-            if m:
-                index, rest = int(m.group(1)), m.group(2) or ""
-                what = PERSONALIZATION_WORDS.get(rest.split(".")[0], rest or "the recipient")
-                who = f"personalization {index}"
-                if batch is not None and index < batch.size:
-                    r = batch.recipients[index]
-                    who = (
-                        f"recipient {r.to or r.contact.email} ({r.contact.where}, contact "
-                        f"{r.contact.contact_id}, send {short_id(r.send_id)})"
-                    )
-                lines.append(f"{who}: {what} — {message}")
-            elif field and field != "null":
-                words = FIELD_WORDS.get(field) or FIELD_WORDS.get(field.split(".")[0])
-                label = f"{words[0]} ({field})" if words else field
-                lines.append(f"{label}: {message}")
-            elif message:
-                lines.append(message)
-        return [self.redact(line) for line in lines]
-
-    def _field_where(self, error: dict) -> Any:
-        field = str(error.get("field") or "")
-        words = FIELD_WORDS.get(field) or FIELD_WORDS.get(field.split(".")[0])
-        if words and words[1]:
-            return self.campaign.where(*words[1])
-        return None
 
     # -- crash recovery and cancelling ---------------------------------------------------------
 
@@ -873,35 +659,31 @@ class SendGridTransport(Transport):
         Returns ``cancelled`` or ``already cancelled``; raises :class:`FatalError`.
         """
 
-        def post() -> Any:
-            return self._call(
-                "POST /v3/user/scheduled_sends",
-                lambda: self.client.client.user.scheduled_sends.post,
-                {"batch_id": provider_batch_id, "status": "cancel"},
-            )
-
+        api = self.api
         try:
-            self.retrying(post)
+            api.request(
+                "POST",
+                "user/scheduled_sends",
+                body={"batch_id": provider_batch_id, "status": "cancel"},
+                scope="user.scheduled_sends.create",
+                idempotent=True,
+            )
             return "cancelled"
         except FatalError as exc:
             if exc.status != 400:
                 raise
         # a status was set before (SendGrid answers 400): look at it, and turn a pause into cancel
-        resp = self.retrying(
-            lambda: self._call(
-                f"GET /v3/user/scheduled_sends/{provider_batch_id}",
-                lambda: self.client.client.user.scheduled_sends._(provider_batch_id).get,
-            )
-        )
-        statuses = {str(s.get("status")) for s in (json.loads(resp.body or b"[]") or [])}
+        path = f"user/scheduled_sends/{provider_batch_id}"
+        current = api.get_json(path, scope="user.scheduled_sends.read") or []
+        statuses = {str(s.get("status")) for s in current if isinstance(s, dict)}
         if "cancel" in statuses:
             return "already cancelled"
-        self.retrying(
-            lambda: self._call(
-                f"PATCH /v3/user/scheduled_sends/{provider_batch_id}",
-                lambda: self.client.client.user.scheduled_sends._(provider_batch_id).patch,
-                {"status": "cancel"},
-            )
+        api.request(
+            "PATCH",
+            path,
+            body={"status": "cancel"},
+            scope="user.scheduled_sends.update",
+            idempotent=True,
         )
         return "cancelled"
 
@@ -925,32 +707,3 @@ def _text(body: bytes | str | None) -> str:
     if body is None:
         return ""
     return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-
-
-def _errors(body: str) -> list[dict]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    errors = data.get("errors") if isinstance(data, dict) else None
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-
-
-def _header(headers: Any, name: str) -> str | None:
-    if headers is None:
-        return None
-    try:
-        return headers.get(name)
-    except AttributeError:
-        return None
-
-
-def _why(reason: object) -> str:
-    if isinstance(reason, TimeoutError):
-        return "timed out"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected):
-        return "connection reset"
-    text = str(reason) or type(reason).__name__
-    return text
