@@ -82,3 +82,12 @@ def sent_template(tmp_path_factory) -> Path:
     root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
     send_outbox(root, "circular")
     return root
+
+
+@pytest.fixture(scope="session")
+def spamassassin(tmp_path_factory):
+    """Debian's ``spamassassin -t -L`` (tests/spamassassin.py). Skips where it is missing,
+    fails instead under ``OUTREACH_REQUIRE_SPAMASSASSIN=1`` (CI)."""
+    from tests.spamassassin import require_spamassassin
+
+    return require_spamassassin(tmp_path_factory.mktemp("spamassassin-home"))
