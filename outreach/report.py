@@ -25,6 +25,7 @@ import pandas as pd
 from outreach.campaign import Campaign, load_campaign
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
+from outreach.reputation import Health, assess
 from outreach.workspace import Workspace
 
 FORMAT_VERSION = "outreach-report/1"
@@ -54,6 +55,7 @@ RATES = {
     "click_to_open_rate": ("clicks_unique", "opens_unique"),
     "unsubscribe_rate": ("unsubscribes", "delivered"),
     "spam_rate": ("spam_reports", "delivered"),
+    "hard_bounce_rate": ("bounced_hard", "sent"),
 }
 METRICS = COUNTS + tuple(RATES)
 # the per-send event kinds the counts are built from
@@ -98,6 +100,7 @@ class StepReport:
     by: dict[str, list[dict]]  # dimension → rows (``value`` + metrics)
     links: list[dict]  # link, names, url, clicks_total, clicks_unique
     timeline: list[dict]  # bucket, opens, clicks
+    reputation: Health  # complaint and hard-bounce rates against the bulk-sender limits
 
 
 @dataclass
@@ -137,6 +140,7 @@ class Report:
                     "by": s.by,
                     "links": s.links,
                     "timeline": s.timeline,
+                    "reputation": s.reputation.as_dict(),
                 }
                 for s in self.steps
             ],
@@ -407,6 +411,12 @@ def report(
     return build(c, data, tname, step)
 
 
+def step_health(ledger: Ledger, c: Campaign, transport: str, step: str) -> Health:
+    """The complaint and hard-bounce rates of one step (the figures ``report`` shows)."""
+    rep = build(c, load(ledger, c.name, transport, step), transport, step)
+    return rep.steps[0].reputation
+
+
 def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = None) -> Report:
     """The report from what :func:`load` read."""
     notes: list[str] = []
@@ -459,7 +469,7 @@ def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = N
         by = {dim: by_step[dim].get(sid, []) for dim in DIMENSIONS}
         links = _links(data.ev_kind[m], data.ev_url[m], pos[m], namer)
         timeline = _timeline(data.ev_kind[m], data.ev_ts[m], granularity)
-        steps_out.append(StepReport(sid, totals, by, links, timeline))
+        steps_out.append(StepReport(sid, totals, by, links, timeline, assess(sid, totals, by)))
 
     timeline = _timeline(data.ev_kind, data.ev_ts, granularity)
     top = _top_countries(frame)
