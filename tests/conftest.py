@@ -29,6 +29,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "SENDGRID_API_HOST",
         "OUTREACH_DB",
         "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "OUTREACH_DNS_SERVER",
     ):
         monkeypatch.delenv(var, raising=False)
     return copy_workspace(tmp_path / "ws")
@@ -63,3 +64,15 @@ def sent_template(tmp_path_factory) -> Path:
     root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
     send_outbox(root, "circular")
     return root
+
+
+@pytest.fixture
+def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A throw-away certificate authority that this process trusts (through SSL_CERT_FILE)."""
+    import trustme
+
+    authority = trustme.CA()
+    path = tmp_path / "test-ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    return authority

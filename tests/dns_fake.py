@@ -72,9 +72,13 @@ ZONES = {"good": good_zone, "broken": broken_zone}
 class _ZoneResolver(BaseResolver):
     def __init__(self, zone: Zone) -> None:
         self.zone = {k.lower().rstrip("."): v for k, v in zone.items()}
+        self.servfail = False  # True: answer every query with SERVFAIL (a broken server)
 
     def resolve(self, request: Any, handler: Any) -> Any:
         reply = request.reply()
+        if self.servfail:
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
         qname = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
         name, hops = qname, 0

@@ -20,7 +20,13 @@ from outreach.workspace import Workspace
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sendgrid"
 KEY = "SG.tEsT-kEy.Zq8x7w6v5u4t3s2r1q0p"  # never to be seen outside the Authorization header
-ENV = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "OUTREACH_DB", "SENDGRID_WEBHOOK_PUBLIC_KEY")
+ENV = (
+    "SENDGRID_API_KEY",
+    "SENDGRID_API_HOST",
+    "OUTREACH_DB",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "OUTREACH_DNS_SERVER",
+)
 
 
 UNSUBSCRIBE_TODO = (
@@ -57,6 +63,21 @@ def use_fake(monkeypatch: pytest.MonkeyPatch, url: str, key: str = KEY) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SENDGRID_API_KEY", key)
     monkeypatch.setenv("SENDGRID_API_HOST", url)
+
+
+def sendgrid_event(msg, kind: str, ts: int, n: int, **extra) -> dict:
+    """An event as SendGrid posts it about a message the fake accepted: custom_args are
+    top-level keys, ``sg_message_id`` starts with the X-Message-Id."""
+    return {
+        "email": msg.to,
+        "timestamp": ts,
+        "event": kind,
+        "sg_event_id": f"ev-{n}",
+        "sg_message_id": f"{msg.message_id}.filter0001.{n}.0",
+        "category": msg.categories,
+        **msg.custom_args,
+        **extra,
+    }
 
 
 class Sleeps(list):
