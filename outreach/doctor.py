@@ -14,8 +14,9 @@ One check per line, in five areas (:class:`~outreach.checks.Area`):
 * **Reputation** (:mod:`outreach.reputation`): the last sent step's complaint and hard-bounce
   rates against 0.3 % and 2 %.
 
-Every step is planned as if sent now (nothing is written), so the content checks see each
-variant a recipient would get. Exit codes: 0 all good, 1 a failure, 3 warnings only.
+Every step is planned as if sent now through the outbox (nothing is written), so the content
+checks see each variant a recipient would get; a follow-up step whose reference step has not
+been sent yet has nobody to check, and doctor says so. Exit codes: 0 all good, 1 a failure, 3 warnings only.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def doctor(
     campaign = load_campaign(ws.root, name)
     checkup = Checkup(campaign.name)
     steps = tuple(s.id for s in campaign.steps)
-    options = SendOptions(steps=steps, dry_run=True, skip_invalid=True, now=now)
+    # the outbox's plan: every variant of every step, as if nothing had been sent yet, and
+    # local-time steps not held back by SendGrid's 72 h scheduling window
+    options = SendOptions(steps=steps, dry_run=True, skip_invalid=True, now=now, transport="outbox")
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         plan = prepare(ws, campaign.name, options, ledger)
         emailed = choose_transport(ledger, campaign.name, None)
@@ -100,8 +103,8 @@ def doctor(
     for sp in plan.steps:
         if not sp.recipients:
             checkup.notes.append(
-                f"step {sp.step.id}: nobody left to send it to (already sent, or its audience "
-                "is empty for now), so its messages were not checked"
+                f"step {sp.step.id}: nobody to send it to yet (a follow-up of a step not sent "
+                "yet, or an empty audience), so its messages were not checked"
             )
     if health is None:
         checkup.checks.append(
