@@ -71,9 +71,9 @@ def add_sends(root: Path, n: int, seed: int = 1) -> list[tuple[str, str, str, st
     db = f"sqlite:///{root / '.outreach' / 'outreach.db'}"
     with Ledger.open(db, root) as ledger, ledger.transaction() as c:
         c.executemany(
-            "INSERT INTO sends (send_id, campaign, step, contact_id, transport, email, status, batch_id, "
-            "variant, segment, relationship, country, country_status, language, message_id, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO sends (send_id, campaign, edition, step, contact_id, transport, email, status, "
+            "batch_id, variant, segment, relationship, country, country_status, language, message_id, "
+            "created_at, updated_at) VALUES (?,?,2026,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
     return out
@@ -161,9 +161,9 @@ def insert_events_fast(root: Path, events) -> int:
 def _flush(ledger: Ledger, batch: list) -> int:
     with ledger.transaction() as c:
         c.executemany(
-            "INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, step, contact_id, "
-            "message_id, url, type, reason, machine_open, matched, source, received_at, raw) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, edition, step, "
+            "contact_id, message_id, url, type, reason, machine_open, matched, source, received_at, raw) "
+            "VALUES (?,?,?,?,?,?,2026,?,?,?,?,?,?,?,?,?,?,?)",
             batch,
         )
     return len(batch)

@@ -7,10 +7,12 @@ the file, the key path and the line.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import re
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +37,13 @@ if TYPE_CHECKING:
 LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TODO_MARK = "TODO"
+# a send time as written: [YYYY-]MM-DD, a space or T, HH:MM[:SS], an optional UTC offset
+SEND_AT_RE = re.compile(
+    r"^(?:(?P<year>\d{4})-)?(?P<month>\d{1,2})-(?P<day>\d{1,2})"
+    r"(?:[ T](?P<time>\d{1,2}:\d{2}(?::\d{2})?)(?P<offset>Z|[+-]\d{2}:?\d{2})?)?$"
+)
+# an edition stays current until its last step is this far past (late opens, follow-ups)
+EDITION_TAIL = timedelta(days=30)
 
 
 def _as_list(value: Any) -> Any:
@@ -240,6 +249,7 @@ class CampaignFile(_Model):
 
     name: str | None = None
     title: str
+    recurs: Literal["yearly"] | None = None
     timezone: str | None = None
     languages: StrList = ["en"]
     sender: Sender
@@ -314,19 +324,142 @@ class ResolvedStep:
         return f"<Step {self.id} at {self.send_at.isoformat()}>"
 
 
-class Campaign:
-    """A validated campaign. ``root`` is the workspace the relative paths refer to."""
+@dataclass(frozen=True, slots=True)
+class WrittenTime:
+    """A step's ``send_at`` as written: the year is None in a yearly campaign."""
 
-    def __init__(self, name: str, path: Path, root: Path, spec: CampaignFile, lines: LineMap):
+    year: int | None
+    month: int
+    day: int
+    time: time
+    offset: tzinfo | None
+
+
+class Campaign:
+    """A validated campaign, resolved for one *edition*. ``root`` is the workspace the relative
+    paths refer to.
+
+    An edition is a year. A yearly campaign (``recurs: yearly``) writes its dates without a
+    year and has an edition every year; a one-off campaign writes full dates and has one
+    edition, the year of its first step. :meth:`for_edition` resolves another edition.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        root: Path,
+        spec: CampaignFile,
+        lines: LineMap,
+        *,
+        edition: int | None = None,
+        now: datetime | None = None,
+    ) -> None:
         self.name = name
         self.path = path
         self.root = root
         self.spec = spec
         self.lines = lines
         self.tz = ZoneInfo(spec.timezone) if spec.timezone else None
-        self.steps: list[ResolvedStep] = []
-        for i, step in enumerate(spec.steps):
-            self.steps.append(ResolvedStep(step, self._parse_send_at(step, i), i))
+        self.written = [self._parse_send_at(step, i) for i, step in enumerate(spec.steps)]
+        self.edition = self._choose_edition(edition, now or datetime.now(UTC))
+        self.steps: list[ResolvedStep] = self._resolve(self.edition)
+
+    # -- editions ---------------------------------------------------------------------------
+
+    @property
+    def recurring(self) -> bool:
+        return self.spec.recurs == "yearly"
+
+    @property
+    def only_edition(self) -> int | None:
+        """A one-off campaign's single edition (None for a yearly campaign)."""
+        return None if self.recurring else self.written[0].year
+
+    def for_edition(self, edition: int) -> Campaign:
+        """The same campaign resolved for ``edition`` (a one-off campaign has only its own)."""
+        if edition == self.edition:
+            return self
+        other = copy.copy(self)
+        other.edition = other._check_edition(edition)
+        other.steps = other._resolve(edition)
+        return other
+
+    def edition_end(self, edition: int) -> datetime:
+        """When ``edition`` stops being current: its last step is :data:`EDITION_TAIL` past."""
+        return max(s.latest() for s in self._resolve(edition, yearless=True)) + EDITION_TAIL
+
+    def edition_at(self, moment: datetime) -> int:
+        """The edition whose window holds ``moment``: it is current from the end of the previous
+        edition until its own last step is 30 days past (the months-day pattern of the steps
+        decides, also for a one-off campaign: this dates old ledger rows)."""
+        year = moment.year - 2
+        while self.edition_end(year) <= moment:
+            year += 1
+        return year
+
+    def edition_windows(
+        self, first: datetime, last: datetime
+    ) -> list[tuple[int, datetime, datetime]]:
+        """(edition, start, end) of every edition window from ``first`` to ``last``."""
+        return [
+            (year, self.edition_end(year - 1), self.edition_end(year))
+            for year in range(self.edition_at(first), self.edition_at(last) + 1)
+        ]
+
+    def current_edition(self, now: datetime) -> int:
+        return self.only_edition if self.only_edition is not None else self.edition_at(now)
+
+    def _choose_edition(self, edition: int | None, now: datetime) -> int:
+        if edition is None:
+            return self.current_edition(now)
+        return self._check_edition(edition)
+
+    def _check_edition(self, edition: int) -> int:
+        if not 1900 <= edition <= 9999:
+            raise ConfigError(f"edition {edition} is not a year", hint="e.g. --edition 2027")
+        only = self.only_edition
+        if only is not None and edition != only:
+            raise ConfigError(
+                f"campaign {self.name!r} does not recur: its only edition is {only}",
+                where=self.where("steps", 0, "send_at"),
+                hint="to send it every year, add 'recurs: yearly' and write dates without a "
+                "year (send_at: 12-01 09:00); see campaigns/README.md",
+            )
+        return edition
+
+    def _resolve(self, edition: int, *, yearless: bool = False) -> list[ResolvedStep]:
+        """The steps with their send times in ``edition``. In a yearly campaign the steps keep
+        their order: a step whose month and day come before the previous step's falls in the
+        next year (a January follow-up of a December edition). ``yearless``: read a one-off
+        campaign's dates as if it recurred (to tell which edition an old send belongs to)."""
+        steps: list[ResolvedStep] = []
+        year = edition
+        previous: datetime | None = None
+        for i, (step, w) in enumerate(zip(self.spec.steps, self.written, strict=True)):
+            written_year = None if yearless else w.year
+            if written_year is not None:
+                year = written_year
+            when = self._instant(step, i, w, year)
+            if written_year is None and previous is not None and when < previous:
+                year += 1
+                when = self._instant(step, i, w, year)
+            previous = when
+            steps.append(ResolvedStep(step, when, i))
+        return steps
+
+    def _instant(self, step: Step, index: int, w: WrittenTime, year: int) -> datetime:
+        try:
+            day = date(year, w.month, w.day)
+        except ValueError:
+            raise ConfigError(
+                f"{w.month:02d}-{w.day:02d} does not exist in {year}",
+                where=self.where("steps", index, "send_at"),
+                hint="a yearly campaign needs a date that exists every year",
+            ) from None
+        if step.local_time:
+            return datetime.combine(day, w.time, tzinfo=self.tz or ZoneInfo("UTC"))
+        return datetime.combine(day, w.time, tzinfo=w.offset or self.tz)
 
     # -- convenience ------------------------------------------------------------------------
 
@@ -387,7 +520,8 @@ class Campaign:
         return [(k, v) for k, v in self.links.items() if v.unfilled]
 
     def first_send_date(self) -> date:
-        """The wall-clock date of the earliest step (what list checks count statuses for)."""
+        """The wall-clock date of this edition's earliest step (what list checks count
+        statuses for)."""
         return min(s.wall_clock[0] for s in self.steps)
 
     def warnings(self, countries: CountryTable | None = None) -> list[str]:
@@ -414,42 +548,73 @@ class Campaign:
 
     # -- parsing ----------------------------------------------------------------------------
 
-    def _parse_send_at(self, step: Step, index: int) -> datetime:
+    def _parse_send_at(self, step: Step, index: int) -> WrittenTime:
         where = self.where("steps", index, "send_at")
         text = step.send_at.strip()
-        try:
-            dt = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text else text)
-        except ValueError:
+        m = SEND_AT_RE.match(text)
+        example = "12-01 09:00" if self.recurring else "2026-12-01 09:00"
+        if m is None:
             raise ConfigError(
                 f"{text!r} is not a date and time",
                 where=where,
-                hint="write it as YYYY-MM-DD HH:MM, e.g. 2026-12-01 09:00 (quotes optional)",
-            ) from None
-        if len(text) <= 10:  # a bare date: a send time needs a time of day
+                hint=f"write it as {'MM-DD' if self.recurring else 'YYYY-MM-DD'} HH:MM, "
+                f"e.g. {example} (quotes optional)",
+            )
+        year = int(m["year"]) if m["year"] else None
+        if self.recurring and year is not None:
+            raise ConfigError(
+                f"{text!r} has a year, but the campaign recurs every year",
+                where=where,
+                hint=f"write the date without its year ({text[5:]}): each edition adds its own",
+            )
+        if not self.recurring and year is None:
+            raise ConfigError(
+                f"{text!r} has no year",
+                where=where,
+                hint=f"write {datetime.now(UTC).year}-{text}, or add 'recurs: yearly' at the top "
+                "for a campaign sent every year",
+            )
+        if not m["time"]:
             raise ConfigError(
                 f"{text!r} has no time of day",
                 where=where,
                 hint=f"add one, e.g. {text} 09:00",
             )
+        try:
+            parsed = datetime.fromisoformat(
+                f"{year or 2000}-{int(m['month']):02d}-{int(m['day']):02d}T{m['time']:0>5}"
+                + (m["offset"] or "")
+            )
+        except ValueError:
+            raise ConfigError(
+                f"{text!r} is not a date and time",
+                where=where,
+                hint=f"write it as {'MM-DD' if self.recurring else 'YYYY-MM-DD'} HH:MM, "
+                f"e.g. {example} (quotes optional)",
+            ) from None
+        if self.recurring and (parsed.month, parsed.day) == (2, 29):
+            raise ConfigError(
+                f"{text!r}: 29 February does not come every year",
+                where=where,
+                hint="choose a date that exists every year",
+            )
+        offset = parsed.tzinfo
         if step.local_time:
-            if dt.tzinfo is not None:
+            if offset is not None:
                 raise ConfigError(
                     "a local_time step takes a wall-clock time without a UTC offset",
                     where=where,
-                    hint=f"write {dt.replace(tzinfo=None).isoformat(sep=' ', timespec='minutes')}: "
-                    "it is read in each recipient's country timezone",
+                    hint=f"write {text[: m.start('offset')]}: it is read in each recipient's "
+                    "country timezone",
                 )
-            return dt.replace(tzinfo=self.tz or ZoneInfo("UTC"))
-        if dt.tzinfo is None:
-            if self.tz is None:
-                raise ConfigError(
-                    f"{text!r} has no timezone and the campaign declares none",
-                    where=where,
-                    hint="add a top-level 'timezone: Europe/Geneva' (any IANA name) "
-                    "or write an offset, e.g. 2026-12-01 09:00+01:00",
-                )
-            dt = dt.replace(tzinfo=self.tz)
-        return dt
+        elif offset is None and self.tz is None:
+            raise ConfigError(
+                f"{text!r} has no timezone and the campaign declares none",
+                where=where,
+                hint="add a top-level 'timezone: Europe/Geneva' (any IANA name) "
+                f"or write an offset, e.g. {example}+01:00",
+            )
+        return WrittenTime(year, parsed.month, parsed.day, parsed.time(), offset)
 
 
 def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -548,8 +713,11 @@ def only_campaign(root: Path) -> str:
     )
 
 
-def load_campaign(root: Path, name: str) -> Campaign:
-    """Load and validate ``campaigns/<name>.yaml`` under the workspace ``root``."""
+def load_campaign(
+    root: Path, name: str, *, edition: int | None = None, now: datetime | None = None
+) -> Campaign:
+    """Load and validate ``campaigns/<name>.yaml`` under the workspace ``root``, resolved for
+    ``edition`` (default: the edition current at ``now``, itself defaulting to the clock)."""
     path = campaign_path(root, name)
     shown = path.relative_to(root) if path.is_relative_to(root) else path
     data, lines = load_yaml(path, shown)
@@ -575,7 +743,7 @@ def load_campaign(root: Path, name: str) -> Campaign:
                 where=lines.where(("timezone",)),
                 hint="use an IANA name such as Europe/Geneva or America/New_York",
             ) from None
-    campaign = Campaign(stem, path, root, spec, lines)
+    campaign = Campaign(stem, path, root, spec, lines, edition=edition, now=now)
     _cross_check(campaign)
     return campaign
 

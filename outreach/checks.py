@@ -76,6 +76,7 @@ class Checkup:
     """The checks of one campaign, in order."""
 
     campaign: str
+    edition: int | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was not checked, and why
 
@@ -103,6 +104,7 @@ class Checkup:
     def as_dict(self) -> dict:
         return {
             "campaign": self.campaign,
+            "edition": self.edition,
             "exit_code": self.exit_code,
             "counts": {s.value: len(self.with_status(s)) for s in Status},
             "checks": [c.as_dict() for c in self.checks],

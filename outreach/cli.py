@@ -45,6 +45,21 @@ def _workspace(ctx: click.Context):
     return obj["workspace"]
 
 
+def edition_option(what: str):
+    return click.option(
+        "--edition",
+        type=click.IntRange(1900, 9999),
+        metavar="YEAR",
+        help=f"The edition (year) to {what}. Default: the current one (see campaigns/README.md).",
+    )
+
+
+def now_option(f):
+    return click.option(
+        "--now", "now", metavar="ISO-TIME", hidden=True, help="Pretend it is this time (tests)."
+    )(f)
+
+
 def _now(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -124,13 +139,8 @@ def main(ctx: click.Context, root: Path | None) -> None:
     "0.3 % complaints or 2 % hard bounces.",
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--now",
-    "now",
-    metavar="ISO-TIME",
-    hidden=True,
-    help="Pretend the current time is this (testing).",
-)
+@edition_option("send")
+@now_option
 @click.pass_context
 def send(
     ctx,
@@ -146,6 +156,7 @@ def send(
     allow_late,
     force,
     yes,
+    edition,
     now,
 ):
     """Send the steps of CAMPAIGN that are due (or --step ID), each recipient exactly once.
@@ -174,6 +185,7 @@ def send(
         allow_late=allow_late,
         force=force,
         now=_now(now),
+        edition=edition,
     )
     summary = run_send(ws, campaign, options, RichUI())
     print_summary(summary)
@@ -190,9 +202,10 @@ def send(
     type=click.Choice(["dns", "sendgrid", "endpoints", "spamassassin"]),
     help="Leave out a part that needs the network or a slow tool (repeatable).",
 )
-@click.option("--now", "now", metavar="ISO-TIME", hidden=True)
+@edition_option("check")
+@now_option
 @click.pass_context
-def doctor(ctx, campaign, as_json, skip, now):
+def doctor(ctx, campaign, as_json, skip, edition, now):
     """Check whether CAMPAIGN is ready to send, and say what to fix.
 
     DNS of the From domain (SPF, DKIM, DMARC), the SendGrid account (key, sender, Event
@@ -204,31 +217,38 @@ def doctor(ctx, campaign, as_json, skip, now):
     from outreach.console import print_checkup
     from outreach.doctor import doctor as run_doctor
 
-    checkup = run_doctor(_workspace(ctx), campaign, now=_now(now), skip=skip)
+    checkup = run_doctor(_workspace(ctx), campaign, now=_now(now), edition=edition, skip=skip)
     if as_json:
         click.echo(json.dumps(checkup.as_dict(), indent=2, ensure_ascii=False))
     else:
-        print_checkup(checkup, f"outreach doctor {checkup.campaign}: is it ready to send?")
+        print_checkup(
+            checkup,
+            f"outreach doctor {checkup.campaign} ({checkup.edition} edition): is it ready to send?",
+        )
     ctx.exit(checkup.exit_code)
 
 
 @main.command()
 @click.argument("campaign")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--now", "now", metavar="ISO-TIME", hidden=True)
+@edition_option("show")
+@now_option
 @click.pass_context
-def status(ctx, campaign, as_json, now):
-    """Show each step of CAMPAIGN: when it is due, its recipients and the ledger counts."""
+def status(ctx, campaign, as_json, edition, now):
+    """Show each step of CAMPAIGN's edition: when it is due, its recipients and the ledger
+    counts; then every edition the ledger knows."""
     from rich.table import Table
 
     from outreach.console import console
     from outreach.send import status as get_status
 
-    data = get_status(_workspace(ctx), campaign, _now(now))
+    data = get_status(_workspace(ctx), campaign, _now(now), edition=edition)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"{data['campaign']} (transport: {data['transport']})")
+    table = Table(
+        title=f"{data['campaign']}, {data['edition']} edition (transport: {data['transport']})"
+    )
     for col in ("step", "due", "recipients", "sent", "pending", "failed", "unknown"):
         table.add_column(col, justify="left" if col in ("step", "due") else "right")
     for s in data["steps"]:
@@ -243,15 +263,25 @@ def status(ctx, campaign, as_json, now):
         console.print(
             f"{data['invalid_rows']} invalid row(s) in the lists are not counted (outreach lists check)."
         )
+    editions = Table(title="Editions", title_justify="left")
+    for col in ("edition", "sent", "pending", "failed", "unknown", "cancelled"):
+        editions.add_column(col, justify="left" if col == "edition" else "right")
+    for e in data["editions"]:
+        label = str(e["edition"]) + (" (current)" if e["current"] else "")
+        editions.add_row(
+            label, *(str(e[k]) for k in ("sent", "pending", "failed", "unknown", "cancelled"))
+        )
+    console.print(editions)
 
 
 @main.command()
 @click.argument("campaign")
 @click.option("--step", "step", required=True, metavar="ID", help="The step whose sends to cancel.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--now", "now", metavar="ISO-TIME", hidden=True)
+@edition_option("cancel")
+@now_option
 @click.pass_context
-def cancel(ctx, campaign, step, yes, now):
+def cancel(ctx, campaign, step, yes, edition, now):
     """Cancel the scheduled SendGrid deliveries of STEP that have not gone out yet.
 
     Local-time steps are handed to SendGrid up to 72 h ahead; this cancels them through
@@ -261,7 +291,7 @@ def cancel(ctx, campaign, step, yes, now):
     from outreach.scheduled import cancel as run_cancel
 
     ws = _workspace(ctx)
-    preview = run_cancel(ws, campaign, step, now=_now(now), dry_run=True)
+    preview = run_cancel(ws, campaign, step, now=_now(now), dry_run=True, edition=edition)
     if preview.nothing:
         say(
             f"Nothing to cancel: step {step} has no scheduled SendGrid delivery still ahead"
@@ -274,7 +304,7 @@ def cancel(ctx, campaign, step, yes, now):
     )
     if not (yes or RichUI().confirm(question)):
         raise click.ClickException("not cancelled")
-    result = run_cancel(ws, campaign, step, now=_now(now))
+    result = run_cancel(ws, campaign, step, now=_now(now), edition=edition)
     for batch_id, outcome, n in result.batches:
         say(f"SendGrid batch {batch_id}: {outcome} ({n} message(s))")
     say(
@@ -305,17 +335,29 @@ def cancel(ctx, campaign, step, yes, now):
     help="Folder for the files. Default: previews/CAMPAIGN/STEP/.",
 )
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+@edition_option("preview")
+@now_option
 @click.pass_context
-def preview(ctx, campaign, step, email, row, output, open_):
+def preview(ctx, campaign, step, email, row, output, open_, edition, now):
     """Write the HTML and text of STEP for one contact, exactly as it would be sent."""
     from outreach.preview import preview as run_preview
 
     if bool(email) == bool(row):
         raise click.UsageError("pass exactly one of --contact EMAIL or --row N")
-    r = run_preview(_workspace(ctx), campaign, step, email=email, row=row, out_dir=output)
+    r = run_preview(
+        _workspace(ctx),
+        campaign,
+        step,
+        email=email,
+        row=row,
+        out_dir=output,
+        edition=edition,
+        now=_now(now),
+    )
     c = r.contact
     click.echo(
-        f"{c.email} ({c.where}): {c.relationship}, {c.country or 'no country'}, language {r.language}, variant {r.variant.id}"
+        f"{c.email} ({c.where}): {c.relationship}, {c.country or 'no country'}, "
+        f"language {r.language}, variant {r.variant.id}, {r.edition} edition"
     )
     click.echo(f"Subject: {r.message.subject}")
     click.echo(f"HTML:    {r.html_path} ({len(r.message.html.encode()) / 1024:.1f} KB)")
@@ -342,8 +384,19 @@ def lists():
 
 @lists.command("check")
 @click.argument("campaign", required=False)
+@click.option(
+    "--list",
+    "paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Check this CSV/XLSX file (repeatable) instead of the campaign's lists, e.g. before "
+    "adding it (try lists/examples/with-errors.csv).",
+)
+@edition_option("count country statuses for")
+@now_option
 @click.pass_context
-def lists_check(ctx, campaign):
+def lists_check(ctx, campaign, paths, edition, now):
     """Validate the lists of CAMPAIGN row by row and count contacts per segment.
 
     Reports invalid addresses, duplicates, unknown countries (with a suggestion), unknown
@@ -356,10 +409,11 @@ def lists_check(ctx, campaign):
     from outreach.countries import CountryTable
 
     ws = _workspace(ctx)
-    c = load_campaign(ws.root, campaign or only_campaign(ws.root))
+    c = load_campaign(ws.root, campaign or only_campaign(ws.root), edition=edition, now=_now(now))
     countries = CountryTable.load(c.countries_path())
-    report = check_lists(c, countries)
-    print_check(report.contacts, report.counts, report.as_of.isoformat(), report.warnings)
+    report = check_lists(c, countries, [ws.root / p for p in paths] or None)
+    as_of = f"{report.as_of.isoformat()}, {c.edition} edition"
+    print_check(report.contacts, report.counts, as_of, report.warnings)
     if report.contacts.errors:
         ctx.exit(1)
 
@@ -565,20 +619,44 @@ def suppressions_sync(ctx, by):
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
 )
+@click.option(
+    "--edition",
+    type=click.IntRange(1900, 9999),
+    metavar="YEAR",
+    help="The edition (year) to report on. Default: the latest with sends.",
+)
+@click.option(
+    "--compare",
+    type=click.IntRange(1900, 9999),
+    metavar="YEAR",
+    help="Show this other edition side by side (sent, delivered, open and click rates, clicks "
+    "per link, unsubscribes) with the change.",
+)
+@now_option
 @click.pass_context
-def report(ctx, campaign, step, fmt, transport, output):
+def report(ctx, campaign, step, fmt, transport, output, edition, compare, now):
     """Delivery, opens (people, not machines), clicks per link, bounces and unsubscribes of
     CAMPAIGN, per step and by segment, relationship, country status, country and language."""
-    from outreach.report import render
-    from outreach.report import report as build
+    from outreach import report as reports
 
-    rep = build(_workspace(ctx), campaign, step, transport=transport)
-    if fmt == "table" and output is None:
-        from outreach.console_tracking import print_report
+    ws = _workspace(ctx)
+    options = {"transport": transport, "edition": edition, "now": _now(now)}
+    if compare is not None:
+        cmp = reports.comparison(ws, campaign, compare, step, **options)
+        if fmt == "table" and output is None:
+            from outreach.console_tracking import print_comparison
 
-        print_report(rep)
-        return
-    text = render(rep, fmt)
+            print_comparison(cmp)
+            return
+        text = reports.render_comparison(cmp, fmt)
+    else:
+        rep = reports.report(ws, campaign, step, **options)
+        if fmt == "table" and output is None:
+            from outreach.console_tracking import print_report
+
+            print_report(rep)
+            return
+        text = reports.render(rep, fmt)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:

@@ -17,6 +17,7 @@ from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from outreach.campaign import Campaign
 from outreach.checks import Area, Check, Checkup, Status
 from outreach.contacts import ContactList
 from outreach.send import SendPlan, SendSummary, StepPlan
@@ -90,10 +91,15 @@ class RichUI:
         say(f"  … {text}")
 
 
+def edition_label(c: Campaign) -> str:
+    """'2027 edition' (a yearly campaign says so)."""
+    return f"{c.edition} edition" + (" (yearly)" if c.recurring else "")
+
+
 def print_plan(plan: SendPlan) -> None:
     c = plan.campaign
     t = plan.transport
-    console.print(f"[bold]Plan for {c.name}[/] — {c.title}")
+    console.print(f"[bold]Plan for {c.name}[/] — {c.title} — [bold]{edition_label(c)}[/]")
     if t.real:
         console.print(f"Transport: [bold]{t.describe()}[/] (real email)")
     else:
@@ -184,7 +190,10 @@ def print_summary(summary: SendSummary) -> None:
             f"\nSent {summary.test_sends} test message(s), marked [TEST]; none was recorded as a campaign send."
         )
         return
-    table = Table(title=f"Summary — {summary.campaign} via {summary.transport}", show_edge=True)
+    table = Table(
+        title=f"Summary — {summary.campaign}, {summary.edition} edition, via {summary.transport}",
+        show_edge=True,
+    )
     for col in ("step", "sent", "failed", "unknown", "batches"):
         table.add_column(col, justify="left" if col == "step" else "right")
     for s in summary.steps:

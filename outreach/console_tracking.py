@@ -11,7 +11,7 @@ from rich.text import Text
 
 from outreach.console import console, say
 from outreach.events import ImportResult
-from outreach.report import DIMENSIONS, Report, StepReport
+from outreach.report import COMPARED, DIMENSIONS, Comparison, Report, StepReport
 from outreach.reputation import COMPLAINT_TARGET, Level, pct
 from outreach.suppressions import Listing
 
@@ -166,7 +166,10 @@ def _reputation_line(s: StepReport) -> Text:
 
 def report_renderables(rep: Report) -> list:
     out: list = [
-        Text.from_markup(f"[bold]{rep.title}[/] — campaign [bold]{rep.campaign}[/]"),
+        Text.from_markup(
+            f"[bold]{rep.title}[/] — campaign [bold]{rep.campaign}[/], "
+            f"[bold]{rep.edition} edition[/]"
+        ),
         Text(
             f"transport: {rep.transport or 'none'}; {rep.events_matched} event(s) matched"
             + (f", {rep.events_unmatched} unmatched" if rep.events_unmatched else "")
@@ -217,3 +220,71 @@ def report_text(rep: Report, width: int = 120) -> str:
     for r in report_renderables(rep):
         c.print(r)
     return buf.getvalue()
+
+
+def _value(metric: str, v: float | None) -> str:
+    if v is None:
+        return "—"
+    return _pct(v) if metric.endswith("_rate") else str(v)
+
+
+def _delta(metric: str, v: float | None) -> str:
+    if v is None:
+        return "—"
+    if metric.endswith("_rate"):
+        return f"{v * 100:+.1f} pts"
+    return f"{v:+d}" if isinstance(v, int) else f"{v:+g}"
+
+
+def comparison_renderables(cmp: Comparison) -> list:
+    out: list = [
+        Text.from_markup(
+            f"[bold]{cmp.title}[/] — campaign [bold]{cmp.campaign}[/]: "
+            f"[bold]{cmp.edition}[/] edition compared with [bold]{cmp.other}[/]"
+        ),
+        Text(f"transport: {cmp.transport or 'none'}; generated {cmp.generated_at}"),
+    ]
+    for note in cmp.notes:
+        out.append(Text(f"note: {note}", style="yellow"))
+    for s in cmp.steps:
+        table = Table(box=None, pad_edge=False)
+        table.add_column("metric")
+        table.add_column(str(cmp.edition), justify="right")
+        table.add_column(str(cmp.other), justify="right")
+        table.add_column("change", justify="right")
+        for metric in COMPARED:
+            m = s["metrics"][metric]
+            table.add_row(
+                metric.replace("_", " "),
+                _value(metric, m["edition"]),
+                _value(metric, m["other"]),
+                _delta(metric, m["change"]),
+            )
+        parts: list = [table]
+        if s["links"]:
+            links = Table(title="people who clicked, per link", title_justify="left", box=None)
+            links.add_column("link")
+            links.add_column(str(cmp.edition), justify="right")
+            links.add_column(str(cmp.other), justify="right")
+            links.add_column("change", justify="right")
+            for link in s["links"]:
+                c = link["clicks_unique"]
+                links.add_row(
+                    Text(link["link"]), str(c["edition"]), str(c["other"]), f"{c['change']:+d}"
+                )
+            parts.append(links)
+        out.append(Panel(Group(*parts), title=f"step {s['step']}", title_align="left"))
+    return out
+
+
+def comparison_text(cmp: Comparison, width: int = 120) -> str:
+    buf = io.StringIO()
+    c = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    for r in comparison_renderables(cmp):
+        c.print(r)
+    return buf.getvalue()
+
+
+def print_comparison(cmp: Comparison) -> None:
+    for r in comparison_renderables(cmp):
+        console.print(r)

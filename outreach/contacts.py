@@ -615,10 +615,14 @@ def _validate_row(
     return contact, issues
 
 
-def load_for_campaign(campaign: Campaign, countries: CountryTable) -> ContactList:
-    """Load the campaign's lists with its languages and defaults; an empty list is an error."""
+def load_for_campaign(
+    campaign: Campaign, countries: CountryTable, paths: list[Path] | None = None
+) -> ContactList:
+    """Load the campaign's lists (or ``paths``) with its languages and defaults; an empty list
+    is an error."""
+    paths = paths or campaign.contact_paths()
     result = load_contacts(
-        campaign.contact_paths(),
+        paths,
         campaign.root,
         countries,
         languages=campaign.languages,
@@ -628,10 +632,14 @@ def load_for_campaign(campaign: Campaign, countries: CountryTable) -> ContactLis
     if result.rows_read == 0:
         raise ListError(
             "the contact list has no rows",
-            where=", ".join(campaign.spec.lists.contacts),
+            where=", ".join(_shown(p, campaign.root) for p in paths),
             hint="add contacts below the header row",
         )
     return result
+
+
+def _shown(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -685,12 +693,15 @@ class CheckReport:
     warnings: list[str]  # the campaign's (unfilled links, unsubscribe, country data age)
 
 
-def check_lists(campaign: Campaign, countries: CountryTable) -> CheckReport:
-    """Validate the campaign's lists and count contacts per segment × status × language.
+def check_lists(
+    campaign: Campaign, countries: CountryTable, paths: list[Path] | None = None
+) -> CheckReport:
+    """Validate the campaign's lists (or other ``paths``, e.g. a list before it is added) and
+    count contacts per segment × status × language.
 
-    Statuses are computed as of the first step's send date.
+    Statuses are computed as of the edition's first send date.
     """
-    contacts = load_for_campaign(campaign, countries)
+    contacts = load_for_campaign(campaign, countries, paths)
     as_of = campaign.first_send_date()
     counts: dict[str, Counter] = {}
     for name, seg in campaign.segments.items():

@@ -60,24 +60,30 @@ def doctor(
     name: str,
     *,
     now: datetime | None = None,
+    edition: int | None = None,
     skip: Iterable[Part | str] = (),
     api_options: dict[str, Any] | None = None,
 ) -> Checkup:
-    """Run every check on campaign ``name`` (minus the parts in ``skip``)."""
+    """Run every check on campaign ``name``'s edition (default: the current one at ``now``),
+    minus the parts in ``skip``."""
     skipped = {Part(p) for p in skip}
     now = now or datetime.now(UTC)
-    campaign = load_campaign(ws.root, name)
+    campaign = load_campaign(ws.root, name, edition=edition, now=now)
     checkup = Checkup(campaign.name)
     steps = tuple(s.id for s in campaign.steps)
     # the outbox's plan: every variant of every step, as if nothing had been sent yet, and
     # local-time steps not held back by SendGrid's 72 h scheduling window
-    options = SendOptions(steps=steps, dry_run=True, skip_invalid=True, now=now, transport="outbox")
+    options = SendOptions(
+        steps=steps, dry_run=True, skip_invalid=True, now=now, edition=edition, transport="outbox"
+    )
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         plan = prepare(ws, campaign.name, options, ledger)
-        emailed = choose_transport(ledger, campaign.name, None)
+        campaign = plan.campaign
+        checkup.edition = campaign.edition
+        emailed = choose_transport(ledger, campaign.name, campaign.edition, None)
         if emailed == "outbox":
             emailed = None  # nothing was emailed: the outbox only writes files
-        counts = ledger.step_counts(campaign.name, emailed) if emailed else {}
+        counts = ledger.step_counts(campaign.name, campaign.edition, emailed) if emailed else {}
         last = next((s for s in reversed(steps) if counts.get(s, {}).get("sent")), None)
         health = step_health(ledger, campaign, emailed, last) if emailed and last else None
     plan.transport.close()
@@ -112,7 +118,7 @@ def doctor(
                 "reputation",
                 Area.REPUTATION,
                 "Reputation",
-                "no step of this campaign has been emailed yet",
+                f"no step of the {campaign.edition} edition has been emailed yet",
             )
         )
     else:

@@ -30,9 +30,9 @@ from outreach.workspace import Workspace
 CHUNK = 1000  # events per transaction when importing files
 _IN = 500  # SQL parameters per IN (...) query
 
-_INSERT = """INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, step,
-    contact_id, message_id, url, type, reason, machine_open, matched, source, received_at, raw)
-    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+_INSERT = """INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, edition,
+    step, contact_id, message_id, url, type, reason, machine_open, matched, source, received_at,
+    raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
     ON CONFLICT (sg_event_id) DO NOTHING"""
 
 
@@ -185,18 +185,22 @@ def _chunks(items: list, n: int = _IN) -> Iterator[list]:
         yield items[i : i + n]
 
 
-def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, tuple[str, str, str, str]]:
-    """index → (send_id, campaign, step, contact_id) of the ledger row each event belongs to."""
+Match = tuple[str, str, int | None, str, str]  # send_id, campaign, edition, step, contact_id
+
+
+def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, Match]:
+    """index → (send_id, campaign, edition, step, contact_id) of each event's ledger row."""
     conn = ledger.conn
-    by_send: dict[str, tuple[str, str, str, str]] = {}
+    by_send: dict[str, Match] = {}
     wanted = sorted({e.send_id for e in evs if e.send_id})
     for part in _chunks(wanted):
         q = ",".join("?" * len(part))
         for r in conn.execute(
-            f"SELECT send_id, campaign, step, contact_id FROM sends WHERE send_id IN ({q})", part
+            f"SELECT send_id, campaign, edition, step, contact_id FROM sends WHERE send_id IN ({q})",
+            part,
         ):
-            by_send[r[0]] = (r[0], r[1], r[2], r[3])
-    out: dict[int, tuple[str, str, str, str]] = {}
+            by_send[r[0]] = (r[0], r[1], r[2], r[3], r[4])
+    out: dict[int, Match] = {}
     fallback: list[int] = []
     for i, e in enumerate(evs):
         hit = by_send.get(e.send_id) if e.send_id else None
@@ -206,18 +210,18 @@ def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, tuple[str, str, str, s
             fallback.append(i)
     if fallback:
         prefixes = sorted({evs[i].message_id.split(".", 1)[0] for i in fallback})  # type: ignore[union-attr]
-        by_mid: dict[tuple[str, str], tuple[str, str, str, str]] = {}
-        single: dict[str, list[tuple[str, str, str, str]]] = {}
+        by_mid: dict[tuple[str, str], Match] = {}
+        single: dict[str, list[Match]] = {}
         for part in _chunks(prefixes):
             q = ",".join("?" * len(part))
             for r in conn.execute(
-                f"SELECT send_id, campaign, step, contact_id, message_id, email FROM sends "
+                f"SELECT send_id, campaign, edition, step, contact_id, message_id, email FROM sends "
                 f"WHERE message_id IN ({q})",
                 part,
             ):
-                row = (r[0], r[1], r[2], r[3])
-                by_mid[(r[4], r[5].lower())] = row
-                single.setdefault(r[4], []).append(row)
+                row = (r[0], r[1], r[2], r[3], r[4])
+                by_mid[(r[5], r[6].lower())] = row
+                single.setdefault(r[5], []).append(row)
         for i in fallback:
             e = evs[i]
             prefix = e.message_id.split(".", 1)[0]  # type: ignore[union-attr]
@@ -269,8 +273,8 @@ def ingest(
                 continue
             known.add(e.eid)  # a repeat inside this batch is a duplicate too
             m = matches.get(i)
-            send_id, campaign, step, contact_id = (
-                m if m else (e.send_id, e.campaign, e.step, e.contact_id)
+            send_id, campaign, edition, step, contact_id = (
+                m if m else (e.send_id, e.campaign, None, e.step, e.contact_id)
             )
             params.append(
                 (
@@ -280,6 +284,7 @@ def ingest(
                     e.timestamp,
                     send_id,
                     campaign,
+                    edition,
                     step,
                     contact_id,
                     e.message_id,

@@ -26,11 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from outreach.exceptions import LedgerError, Location
 
-SCHEMA_VERSION = 3
+if TYPE_CHECKING:
+    from outreach.campaign import Campaign
+
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 10_000  # how long to wait for another process's write lock
 STATUSES = ("pending", "sent", "failed", "unknown", "cancelled")
 
@@ -153,11 +157,66 @@ MIGRATIONS: dict[int, str] = {
     3: """
     DROP INDEX IF EXISTS sends_email;
     """,
+    # 4: editions. A yearly campaign is sent again every year: "already sent" is per edition,
+    # so the edition joins the key of a send (SQLite cannot change a constraint: the table is
+    # rebuilt). Rows written before have edition NULL until Ledger.assign_editions dates them
+    # with the campaign's edition windows (the migration cannot read campaign files).
+    4: """
+    CREATE TABLE sends_v4 (
+        send_id        TEXT PRIMARY KEY,
+        campaign       TEXT NOT NULL,
+        edition        INTEGER,
+        step           TEXT NOT NULL,
+        contact_id     TEXT NOT NULL,
+        transport      TEXT NOT NULL,
+        email          TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('pending','sent','failed','unknown','cancelled')),
+        batch_id       TEXT,
+        variant        TEXT,
+        segment        TEXT,
+        relationship   TEXT,
+        country        TEXT,
+        country_status TEXT,
+        language       TEXT,
+        message_id     TEXT,
+        send_at        TEXT,
+        error          TEXT,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        run_id         INTEGER,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        UNIQUE (campaign, edition, step, contact_id, transport)
+    );
+    INSERT INTO sends_v4 (send_id, campaign, step, contact_id, transport, email, status,
+        batch_id, variant, segment, relationship, country, country_status, language, message_id,
+        send_at, error, attempts, run_id, created_at, updated_at)
+    SELECT send_id, campaign, step, contact_id, transport, email, status,
+        batch_id, variant, segment, relationship, country, country_status, language, message_id,
+        send_at, error, attempts, run_id, created_at, updated_at FROM sends ORDER BY rowid;
+    DROP TABLE sends;
+    ALTER TABLE sends_v4 RENAME TO sends;
+    CREATE INDEX sends_batch ON sends (batch_id);
+    CREATE INDEX sends_message ON sends (message_id);
+    ALTER TABLE batches ADD COLUMN edition INTEGER;
+    DROP INDEX IF EXISTS batches_step;
+    CREATE INDEX batches_step ON batches (campaign, edition, step, transport);
+    ALTER TABLE runs ADD COLUMN edition INTEGER;
+    ALTER TABLE test_sends ADD COLUMN edition INTEGER;
+    ALTER TABLE events ADD COLUMN edition INTEGER;
+    DROP INDEX IF EXISTS events_report;
+    CREATE INDEX events_report ON events
+        (campaign, edition, matched, event, send_id, timestamp, type, machine_open, url);
+    """,
 }
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    """The ledger's time format (UTC, milliseconds): text that sorts in time order."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 _ID_POOL: list[str] = []
@@ -343,12 +402,14 @@ class Ledger:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def begin_run(self, campaign: str, transport: str, options: dict) -> int:
+    def begin_run(self, campaign: str, edition: int, transport: str, options: dict) -> int:
         with self.transaction() as c:
             cur = c.execute(
-                "INSERT INTO runs (campaign, transport, started_at, options, host, pid) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO runs (campaign, edition, transport, started_at, options, host, pid) "
+                "VALUES (?,?,?,?,?,?,?)",
                 (
                     campaign,
+                    edition,
                     transport,
                     now_iso(),
                     json.dumps(options, default=str),
@@ -367,16 +428,17 @@ class Ledger:
 
     # -- sends ---------------------------------------------------------------------------
 
-    def rows(self, campaign: str, step: str, transport: str) -> dict[str, Row]:
-        """Existing ledger rows for a step, by contact id."""
+    def rows(self, campaign: str, edition: int, step: str, transport: str) -> dict[str, Row]:
+        """Existing ledger rows for a step of an edition, by contact id."""
         cur = self.conn.execute(
             "SELECT send_id, contact_id, email, status, batch_id, message_id, error FROM sends "
-            "WHERE campaign = ? AND step = ? AND transport = ?",
-            (campaign, step, transport),
+            "WHERE campaign = ? AND edition = ? AND step = ? AND transport = ?",
+            (campaign, edition, step, transport),
         )
         return {r["contact_id"]: Row(*r) for r in cur}
 
     def pending_rows(self, campaign: str, transport: str) -> list[Row]:
+        """Rows a crashed run left ``pending``, whatever their edition."""
         cur = self.conn.execute(
             "SELECT send_id, contact_id, email, status, batch_id, message_id, error FROM sends "
             "WHERE campaign = ? AND transport = ? AND status = 'pending'",
@@ -388,6 +450,7 @@ class Ledger:
         self,
         *,
         campaign: str,
+        edition: int,
         step: str,
         transport: str,
         batch_id: str,
@@ -401,11 +464,13 @@ class Ledger:
         rows = list(rows)
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO batches (batch_id, campaign, step, transport, variant, size, status, "
-                "provider_batch_id, run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO batches (batch_id, campaign, edition, step, transport, variant, size, "
+                "status, provider_batch_id, run_id, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch_id,
                     campaign,
+                    edition,
                     step,
                     transport,
                     variant,
@@ -418,10 +483,10 @@ class Ledger:
                 ),
             )
             c.executemany(
-                """INSERT INTO sends (send_id, campaign, step, contact_id, transport, email, status,
-                       batch_id, variant, segment, relationship, country, country_status, language,
-                       send_at, attempts, run_id, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+                """INSERT INTO sends (send_id, campaign, edition, step, contact_id, transport, email,
+                       status, batch_id, variant, segment, relationship, country, country_status,
+                       language, send_at, attempts, run_id, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
                    ON CONFLICT DO UPDATE SET
                        status = 'pending', batch_id = excluded.batch_id, variant = excluded.variant,
                        email = excluded.email, send_at = excluded.send_at, error = NULL,
@@ -432,6 +497,7 @@ class Ledger:
                     (
                         r["send_id"],
                         campaign,
+                        edition,
                         step,
                         r["contact_id"],
                         transport,
@@ -530,20 +596,30 @@ class Ledger:
             )
 
     def record_test_send(
-        self, campaign: str, step: str, variant: str, to: str, transport: str, mid: str | None
+        self,
+        campaign: str,
+        edition: int,
+        step: str,
+        variant: str,
+        to: str,
+        transport: str,
+        mid: str | None,
     ) -> None:
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO test_sends (campaign, step, variant, to_email, transport, message_id, sent_at) VALUES (?,?,?,?,?,?,?)",
-                (campaign, step, variant, to, transport, mid, now_iso()),
+                "INSERT INTO test_sends (campaign, edition, step, variant, to_email, transport, "
+                "message_id, sent_at) VALUES (?,?,?,?,?,?,?,?)",
+                (campaign, edition, step, variant, to, transport, mid, now_iso()),
             )
 
     # -- queries -------------------------------------------------------------------------
 
-    def step_counts(self, campaign: str, transport: str | None = None) -> dict[str, dict[str, int]]:
-        """{step: {status: count}} for a campaign (all transports unless one is given)."""
-        sql = "SELECT step, status, count(*) FROM sends WHERE campaign = ?"
-        args: list = [campaign]
+    def step_counts(
+        self, campaign: str, edition: int, transport: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """{step: {status: count}} for an edition (all transports unless one is given)."""
+        sql = "SELECT step, status, count(*) FROM sends WHERE campaign = ? AND edition = ?"
+        args: list = [campaign, edition]
         if transport:
             sql += " AND transport = ?"
             args.append(transport)
@@ -552,23 +628,42 @@ class Ledger:
             out.setdefault(step, {})[status] = n
         return out
 
-    def transports_used(self, campaign: str) -> list[str]:
+    def transports_used(self, campaign: str, edition: int) -> list[str]:
         return [
             r[0]
             for r in self.conn.execute(
-                "SELECT DISTINCT transport FROM sends WHERE campaign = ?", (campaign,)
+                "SELECT DISTINCT transport FROM sends WHERE campaign = ? AND edition = ?",
+                (campaign, edition),
             )
         ]
 
-    def sent_contacts(self, campaign: str, step: str, transport: str) -> set[str]:
+    def editions(self, campaign: str) -> dict[int, dict[str, int]]:
+        """{edition: {status: count}} of every edition with ledger rows, oldest first."""
+        out: dict[int, dict[str, int]] = {}
+        for edition, status, n in self.conn.execute(
+            "SELECT edition, status, count(*) FROM sends WHERE campaign = ? AND edition IS NOT NULL "
+            "GROUP BY edition, status ORDER BY edition",
+            (campaign,),
+        ):
+            out.setdefault(edition, {})[status] = n
+        return out
+
+    def sent_contacts(self, campaign: str, edition: int, step: str, transport: str) -> set[str]:
         cur = self.conn.execute(
-            "SELECT contact_id FROM sends WHERE campaign = ? AND step = ? AND transport = ? AND status = 'sent'",
-            (campaign, step, transport),
+            "SELECT contact_id FROM sends WHERE campaign = ? AND edition = ? AND step = ? "
+            "AND transport = ? AND status = 'sent'",
+            (campaign, edition, step, transport),
         )
         return {r[0] for r in cur}
 
     def engaged_contacts(
-        self, campaign: str, step: str, transport: str, kind: str, url: str | None = None
+        self,
+        campaign: str,
+        edition: int,
+        step: str,
+        transport: str,
+        kind: str,
+        url: str | None = None,
     ) -> set[str]:
         """Contacts of a step with a human ``open`` or a ``click`` (optionally on ``url``)."""
         if kind == "open":
@@ -583,28 +678,83 @@ class Ledger:
                 args.append(url)
         cur = self.conn.execute(
             f"""SELECT DISTINCT s.contact_id FROM events e JOIN sends s ON s.send_id = e.send_id
-                WHERE s.campaign = ? AND s.step = ? AND s.transport = ? AND {cond}""",
-            [campaign, step, transport, *args],
+                WHERE s.campaign = ? AND s.edition = ? AND s.step = ? AND s.transport = ? AND {cond}""",
+            [campaign, edition, step, transport, *args],
         )
         return {r[0] for r in cur}
 
-    def events_count(self, campaign: str) -> int:
+    def events_count(self, campaign: str, edition: int) -> int:
         return self.conn.execute(
-            "SELECT count(*) FROM events WHERE campaign = ?", (campaign,)
+            "SELECT count(*) FROM events WHERE campaign = ? AND edition = ?", (campaign, edition)
         ).fetchone()[0]
 
     def suppressed(self) -> dict[str, str]:
         """{lower-case email: reason} of every active suppression."""
         return {r[0]: r[1] for r in self.conn.execute("SELECT email, reason FROM suppressions")}
 
-    def sent_rows_for_index(self, campaign: str, step: str, transport: str) -> list[sqlite3.Row]:
+    def sent_rows_for_index(
+        self, campaign: str, edition: int, step: str, transport: str
+    ) -> list[sqlite3.Row]:
         return list(
             self.conn.execute(
                 "SELECT send_id, email, variant, language, country, country_status, relationship, message_id, updated_at "
-                "FROM sends WHERE campaign = ? AND step = ? AND transport = ? AND status = 'sent' ORDER BY updated_at",
-                (campaign, step, transport),
+                "FROM sends WHERE campaign = ? AND edition = ? AND step = ? AND transport = ? "
+                "AND status = 'sent' ORDER BY updated_at",
+                (campaign, edition, step, transport),
             )
         )
+
+    # -- editions of rows written before schema 4 -----------------------------------------
+
+    def undated(self, campaign: str) -> tuple[str, str] | None:
+        """(earliest, latest) time of the campaign's rows without an edition, or None."""
+        lo, hi = self.conn.execute(
+            "SELECT min(created_at), max(created_at) FROM sends WHERE campaign = ? AND edition IS NULL",
+            (campaign,),
+        ).fetchone()
+        lo2, hi2 = self.conn.execute(
+            "SELECT min(started_at), max(started_at) FROM runs WHERE campaign = ? AND edition IS NULL",
+            (campaign,),
+        ).fetchone()
+        times = [t for t in (lo, hi, lo2, hi2) if t]
+        return (min(times), max(times)) if times else None
+
+    def date_old_rows(self, campaign: Campaign) -> int:
+        """Give rows written before editions existed (schema < 4) their edition, by the
+        campaign's edition windows; returns how many sends were dated (0 almost always)."""
+        span = self.undated(campaign.name)
+        if span is None:
+            return 0
+        first, last = (datetime.fromisoformat(t) for t in span)
+        return self.assign_editions(campaign.name, campaign.edition_windows(first, last))
+
+    def assign_editions(self, campaign: str, windows: list[tuple[int, datetime, datetime]]) -> int:
+        """Give the campaign's rows without an edition the edition whose window ``[start, end)``
+        holds their time (sends and batches by creation, runs by start, test sends by sending,
+        events by their send; an event that matches no send keeps none: reports place it by
+        its timestamp)."""
+        n = 0
+        with self.transaction() as c:
+            for edition, start, end in windows:
+                lo, hi = _iso(start), _iso(end)
+                for table, column in (
+                    ("sends", "created_at"),
+                    ("batches", "created_at"),
+                    ("runs", "started_at"),
+                    ("test_sends", "sent_at"),
+                ):
+                    cur = c.execute(
+                        f"UPDATE {table} SET edition = ? WHERE campaign = ? AND edition IS NULL "
+                        f"AND {column} >= ? AND {column} < ?",
+                        (edition, campaign, lo, hi),
+                    )
+                    n += cur.rowcount if table == "sends" else 0
+            c.execute(
+                "UPDATE events SET edition = (SELECT s.edition FROM sends s "
+                "WHERE s.send_id = events.send_id) WHERE campaign = ? AND edition IS NULL AND matched = 1",
+                (campaign,),
+            )
+        return n
 
 
 def _statements(script: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from outreach.contacts import Contact
@@ -19,6 +20,7 @@ class PreviewResult:
     message: Message
     variant: Variant
     language: str
+    edition: int
     html_path: Path
     text_path: Path
     identical_to_direct: bool
@@ -58,11 +60,14 @@ def preview(
     email: str | None = None,
     row: str | None = None,
     out_dir: Path | None = None,
+    edition: int | None = None,
+    now: datetime | None = None,
 ) -> PreviewResult:
-    """Render ``step_id`` for one contact exactly as it would be sent; write .html and .txt."""
+    """Render ``step_id`` of an edition (default: the current one) for one contact exactly as
+    it would be sent; write .html and .txt."""
     if not (email or row):
         raise OutreachError("say whose message to preview", hint="pass --contact EMAIL or --row N")
-    loaded = load(ws, name)
+    loaded = load(ws, name, edition=edition, now=now)
     campaign, renderer, builder = loaded.campaign, loaded.renderer, loaded.builder
     step = campaign.step(step_id)
     contact = find_contact(loaded.contacts.contacts, email, row)
@@ -75,11 +80,13 @@ def preview(
     variant = renderer.variant(step.id, template, lang, data, subject or "", preheader)
     message = variant.fill(data.flat_values())
     direct = renderer.render_naive(template, lang, data, subject or "", preheader)
-    folder = out_dir or ws.root / "previews" / campaign.name / step.id
+    folder = out_dir or ws.root / "previews" / campaign.name / str(campaign.edition) / step.id
     folder.mkdir(parents=True, exist_ok=True)
     stem = _SAFE.sub("_", contact.email)
     html_path = folder / f"{stem}.html"
     text_path = folder / f"{stem}.txt"
     html_path.write_text(message.html, encoding="utf-8")
     text_path.write_text(f"Subject: {message.subject}\n\n{message.text}", encoding="utf-8")
-    return PreviewResult(contact, message, variant, lang, html_path, text_path, direct == message)
+    return PreviewResult(
+        contact, message, variant, lang, campaign.edition, html_path, text_path, direct == message
+    )

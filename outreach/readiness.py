@@ -47,10 +47,12 @@ def plan_checks(plan: SendPlan, ledger: Ledger) -> Checkup:
 
 
 def reputation_checks(plan: SendPlan, ledger: Ledger) -> list[Check]:
-    """For each planned step, the health of the step sent before it (once per such step)."""
+    """For each planned step, the health of the step of the same edition sent before it (once
+    per such step)."""
     campaign, transport = plan.campaign, plan.transport.name
     ids = [s.id for s in campaign.steps]
-    sent = {k: v.get("sent", 0) for k, v in ledger.step_counts(campaign.name, transport).items()}
+    counts = ledger.step_counts(campaign.name, campaign.edition, transport)
+    sent = {k: v.get("sent", 0) for k, v in counts.items()}
     out: dict[str, Check] = {}
     for sp in plan.steps:
         if not sp.recipients:

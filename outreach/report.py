@@ -107,6 +107,7 @@ class StepReport:
 class Report:
     campaign: str
     title: str
+    edition: int
     transport: str | None
     generated_at: str
     step_filter: str | None
@@ -127,6 +128,7 @@ class Report:
             "format": FORMAT_VERSION,
             "campaign": self.campaign,
             "title": self.title,
+            "edition": self.edition,
             "transport": self.transport,
             "generated_at": self.generated_at,
             "step_filter": self.step_filter,
@@ -218,8 +220,8 @@ def _with_rates(counts: dict) -> dict:
     return out
 
 
-def choose_transport(ledger: Ledger, campaign: str, wanted: str | None) -> str | None:
-    used = ledger.transports_used(campaign)
+def choose_transport(ledger: Ledger, campaign: str, edition: int, wanted: str | None) -> str | None:
+    used = ledger.transports_used(campaign, edition)
     if wanted:
         return wanted
     if "sendgrid" in used:
@@ -262,10 +264,18 @@ class Loaded:
     unmatched: int
 
 
-def load(ledger: Ledger, campaign: str, transport: str | None, step: str | None) -> Loaded:
-    """Read the campaign's sends and their events (the ``events_report`` index covers it)."""
-    where = "s.campaign = ? AND s.transport = ?"
-    args: list = [campaign, transport or ""]
+def load(
+    ledger: Ledger,
+    campaign: str,
+    edition: int,
+    transport: str | None,
+    step: str | None,
+    window: tuple[datetime, datetime],
+) -> Loaded:
+    """Read an edition's sends and their events (the ``events_report`` index covers it);
+    ``window`` is the edition's time span, for events that match no send."""
+    where = "s.campaign = ? AND s.edition = ? AND s.transport = ?"
+    args: list = [campaign, edition, transport or ""]
     if step:
         where += " AND s.step = ?"
         args.append(step)
@@ -291,8 +301,8 @@ def load(ledger: Ledger, campaign: str, transport: str | None, step: str | None)
     # no join in SQL (a lookup per event is the slowest part): send ids are matched in pandas
     cur.execute(
         f"SELECT e.send_id, {_KIND_SQL}, e.timestamp, e.url FROM events e "
-        f"WHERE e.campaign = ? AND e.matched = 1 AND e.event IN ({q})",
-        [campaign, *_EVENT_NAMES],
+        f"WHERE e.campaign = ? AND e.edition = ? AND e.matched = 1 AND e.event IN ({q})",
+        [campaign, edition, *_EVENT_NAMES],
     )
     rows = cur.fetchall()
     if rows:
@@ -313,13 +323,20 @@ def load(ledger: Ledger, campaign: str, transport: str | None, step: str | None)
         ev_kind = np.zeros(0, np.int8)
         ev_ts = np.zeros(0, np.float64)
         ev_url = np.zeros(0, object)
-    count_sql = "SELECT matched, count(*) FROM events WHERE campaign = ?"
-    cargs: list = [campaign]
-    if step:
-        count_sql += " AND step = ?"
-        cargs.append(step)
-    counts = dict(ledger.conn.execute(count_sql + " GROUP BY matched", cargs).fetchall())
-    return Loaded(sends, ev_row, ev_kind, ev_ts, ev_url, counts.get(1, 0), counts.get(0, 0))
+    step_sql = " AND step = ?" if step else ""
+    step_arg = [step] if step else []
+    matched = ledger.conn.execute(
+        "SELECT count(*) FROM events WHERE campaign = ? AND edition = ? AND matched = 1" + step_sql,
+        [campaign, edition, *step_arg],
+    ).fetchone()[0]
+    # an event that matches no send has no edition: it counts where its time falls
+    start, end = window
+    unmatched = ledger.conn.execute(
+        "SELECT count(*) FROM events WHERE campaign = ? AND matched = 0 "
+        "AND timestamp >= ? AND timestamp < ?" + step_sql,
+        [campaign, int(start.timestamp()), int(end.timestamp()), *step_arg],
+    ).fetchone()[0]
+    return Loaded(sends, ev_row, ev_kind, ev_ts, ev_url, matched, unmatched)
 
 
 _FLAG_COLUMNS = {
@@ -399,25 +416,167 @@ def _timeline(kind: np.ndarray, ts: np.ndarray, granularity: str) -> list[dict]:
 
 
 def report(
-    ws: Workspace, campaign: str, step: str | None = None, *, transport: str | None = None
+    ws: Workspace,
+    campaign: str,
+    step: str | None = None,
+    *,
+    transport: str | None = None,
+    edition: int | None = None,
+    now: datetime | None = None,
 ) -> Report:
-    """Build the report of ``campaign`` (optionally one ``step``) from the ledger."""
-    c = load_campaign(ws.root, campaign)
+    """Build the report of one edition of ``campaign`` (optionally one ``step``) from the
+    ledger. The default edition is the latest one with sends, up to the current one."""
+    now = now or datetime.now(UTC)
+    c = load_campaign(ws.root, campaign, edition=edition, now=now)
     if step is not None:
         c.step(step)  # raises with the list of steps
     with Ledger.open(ws.db_url(), ws.root) as ledger:
-        tname = choose_transport(ledger, c.name, transport)
-        data = load(ledger, c.name, tname, step)
-    return build(c, data, tname, step)
+        ledger.date_old_rows(c)
+        if edition is None:
+            c = c.for_edition(latest_edition(ledger, c, now))
+        tname = choose_transport(ledger, c.name, c.edition, transport)
+        window = (c.edition_end(c.edition - 1), c.edition_end(c.edition))
+        data = load(ledger, c.name, c.edition, tname, step, window)
+    return build(c, data, tname, step, now=now)
+
+
+def latest_edition(ledger: Ledger, c: Campaign, now: datetime) -> int:
+    """The edition a report is about by default: the latest with sends, up to the current."""
+    current = c.current_edition(now)
+    sent = [e for e in ledger.editions(c.name) if e <= current]
+    return max(sent) if sent else current
+
+
+# ------------------------------------------------------------------------------------------
+# Two editions side by side
+
+COMPARED = (
+    "sent",
+    "delivered",
+    "delivered_rate",
+    "opens_unique",
+    "open_rate",
+    "clicks_unique",
+    "click_rate",
+    "unsubscribes",
+    "unsubscribe_rate",
+)
+
+
+@dataclass
+class Comparison:
+    """One edition's figures beside another's, per step, with the change (rates in points)."""
+
+    campaign: str
+    title: str
+    edition: int
+    other: int
+    transport: str | None
+    generated_at: str
+    steps: list[dict]  # step, metrics {name: {edition, other, change}}, links [...]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "format": COMPARE_FORMAT,
+            "campaign": self.campaign,
+            "title": self.title,
+            "edition": self.edition,
+            "compared_with": self.other,
+            "transport": self.transport,
+            "generated_at": self.generated_at,
+            "steps": self.steps,
+            "notes": self.notes,
+        }
+
+
+COMPARE_FORMAT = "outreach-report-comparison/1"
+
+
+def _change(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round(a - b, 4)
+
+
+def compare(this: Report, other: Report) -> Comparison:
+    """``this`` edition against ``other``: every compared metric per step, and clicks per
+    named link (``change`` = this − other; for rates, in fractions of 1)."""
+    steps = []
+    theirs = {s.step: s for s in other.steps}
+    order = [s.step for s in this.steps] + [
+        s.step for s in other.steps if s.step not in {x.step for x in this.steps}
+    ]
+    mine = {s.step: s for s in this.steps}
+    empty = _with_rates({})
+    for sid in order:
+        a = mine[sid].totals if sid in mine else empty
+        b = theirs[sid].totals if sid in theirs else empty
+        metrics = {
+            m: {"edition": a[m], "other": b[m], "change": _change(a[m], b[m])} for m in COMPARED
+        }
+        la = {x["link"]: x for x in (mine[sid].links if sid in mine else [])}
+        lb = {x["link"]: x for x in (theirs[sid].links if sid in theirs else [])}
+        links = []
+        for name in list(la) + [n for n in lb if n not in la]:
+            ca = la.get(name, {}).get("clicks_unique", 0)
+            cb = lb.get(name, {}).get("clicks_unique", 0)
+            links.append(
+                {"link": name, "clicks_unique": {"edition": ca, "other": cb, "change": ca - cb}}
+            )
+        steps.append({"step": sid, "metrics": metrics, "links": links})
+    notes = [f"{this.edition}: {n}" for n in this.notes] + [
+        f"{other.edition}: {n}" for n in other.notes
+    ]
+    return Comparison(
+        campaign=this.campaign,
+        title=this.title,
+        edition=this.edition,
+        other=other.edition,
+        transport=this.transport,
+        generated_at=this.generated_at,
+        steps=steps,
+        notes=notes,
+    )
+
+
+def comparison(
+    ws: Workspace,
+    campaign: str,
+    other: int,
+    step: str | None = None,
+    *,
+    transport: str | None = None,
+    edition: int | None = None,
+    now: datetime | None = None,
+) -> Comparison:
+    """``outreach report CAMPAIGN --compare OTHER``: an edition beside another."""
+    this = report(ws, campaign, step, transport=transport, edition=edition, now=now)
+    if other == this.edition:
+        raise ConfigError(
+            f"--compare {other} is the edition being reported",
+            hint="compare with another year, e.g. --compare " + str(this.edition - 1),
+        )
+    that = report(ws, campaign, step, transport=transport or this.transport, edition=other, now=now)
+    return compare(this, that)
 
 
 def step_health(ledger: Ledger, c: Campaign, transport: str, step: str) -> Health:
-    """The complaint and hard-bounce rates of one step (the figures ``report`` shows)."""
-    rep = build(c, load(ledger, c.name, transport, step), transport, step)
-    return rep.steps[0].reputation
+    """The complaint and hard-bounce rates of one step of ``c``'s edition (the figures
+    ``report`` shows)."""
+    window = (c.edition_end(c.edition - 1), c.edition_end(c.edition))
+    data = load(ledger, c.name, c.edition, transport, step, window)
+    return build(c, data, transport, step).steps[0].reputation
 
 
-def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = None) -> Report:
+def build(
+    c: Campaign,
+    data: Loaded,
+    transport: str | None,
+    step: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> Report:
     """The report from what :func:`load` read."""
     notes: list[str] = []
     sends = data.sends.copy()
@@ -489,7 +648,8 @@ def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = N
         notes.append(f"nothing has been sent for step {step!r} yet")
     elif not steps_out:
         notes.append(
-            f"nothing has been sent for this campaign{' through ' + transport if transport else ''} yet"
+            f"nothing has been sent for the {c.edition} edition"
+            f"{' through ' + transport if transport else ''} yet"
         )
     shared = [names for names in namer.by_url.values() if len(names) > 1]
     if shared:
@@ -500,8 +660,9 @@ def build(c: Campaign, data: Loaded, transport: str | None, step: str | None = N
     return Report(
         campaign=c.name,
         title=c.title,
+        edition=c.edition,
         transport=transport,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        generated_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
         step_filter=step,
         granularity=granularity,
         events_matched=matched,
@@ -641,6 +802,47 @@ def to_csv(rep: Report) -> str:
                 }
             )
     return buf.getvalue()
+
+
+def comparison_csv(cmp: Comparison) -> str:
+    """One row per (step, metric) and per (step, link): both editions' values and the change."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["step", "metric", "link", f"edition_{cmp.edition}", f"edition_{cmp.other}", "change"]
+    )
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
+
+    for s in cmp.steps:
+        for metric in COMPARED:
+            m = s["metrics"][metric]
+            w.writerow(
+                [s["step"], metric, "", fmt(m["edition"]), fmt(m["other"]), fmt(m["change"])]
+            )
+        for link in s["links"]:
+            c = link["clicks_unique"]
+            w.writerow(
+                [s["step"], "clicks_unique", link["link"], c["edition"], c["other"], c["change"]]
+            )
+    return buf.getvalue()
+
+
+def render_comparison(cmp: Comparison, fmt: str) -> str:
+    """The comparison as ``json``, ``csv`` or plain ``table`` text."""
+    if fmt == "json":
+        return json.dumps(cmp.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return comparison_csv(cmp)
+    if fmt == "table":
+        from outreach.console_tracking import comparison_text
+
+        return comparison_text(cmp)
+    raise ConfigError(
+        f"--compare is printed as table, json or csv, not {fmt}",
+        hint="pass --format table, json or csv",
+    )
 
 
 def render(rep: Report, fmt: str) -> str:

@@ -209,7 +209,7 @@ def to_html(rep: Report) -> str:
     """The whole report page."""
     e = html.escape
     parts = [
-        f"<h1>{e(rep.title)}</h1>",
+        f"<h1>{e(rep.title)} — {rep.edition} edition</h1>",
         f'<p class="meta">Campaign <b>{e(rep.campaign)}</b>'
         + (f", step <b>{e(rep.step_filter)}</b>" if rep.step_filter else "")
         + f" · transport {e(rep.transport or 'none')} · {rep.events_matched} tracking event(s)"
@@ -269,7 +269,7 @@ def to_html(rep: Report) -> str:
     body = "\n".join(parts)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{e(rep.title)} — report</title><style>{CSS}</style></head>
+<title>{e(rep.title)} — {rep.edition} edition — report</title><style>{CSS}</style></head>
 <body><main>
 {body}
 </main></body></html>

@@ -27,6 +27,7 @@ LAST_MINUTE = timedelta(minutes=10)  # SendGrid: cancels closer than this are no
 @dataclass
 class CancelResult:
     campaign: str
+    edition: int
     step: str
     transport: str
     dry_run: bool
@@ -47,10 +48,12 @@ def cancel(
     *,
     now: datetime | None = None,
     dry_run: bool = False,
+    edition: int | None = None,
 ) -> CancelResult:
-    """Cancel the step's scheduled SendGrid batches and mark their future rows ``cancelled``."""
+    """Cancel the step's scheduled SendGrid batches (of ``edition``, default the current one)
+    and mark their future rows ``cancelled``."""
     now = now or datetime.now(UTC)
-    campaign = load_campaign(ws.root, name)
+    campaign = load_campaign(ws.root, name, edition=edition, now=now)
     campaign.step(step)  # raises with the list of steps
     if not ws.setting("SENDGRID_API_KEY"):
         raise ConfigError(
@@ -60,16 +63,17 @@ def cancel(
         )
     transport = make_transport(ws, campaign, "sendgrid")
     assert isinstance(transport, SendGridTransport)
-    result = CancelResult(campaign.name, step, transport.name, dry_run)
+    result = CancelResult(campaign.name, campaign.edition, step, transport.name, dry_run)
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         if not dry_run:
             ledger.acquire_send_lock(name)  # not while a send runs
+        ledger.date_old_rows(campaign)
         found = ledger.conn.execute(
             """SELECT s.send_id, s.send_at, b.provider_batch_id
                FROM sends s JOIN batches b ON b.batch_id = s.batch_id
-               WHERE s.campaign = ? AND s.step = ? AND s.transport = ?
+               WHERE s.campaign = ? AND s.edition = ? AND s.step = ? AND s.transport = ?
                  AND s.status IN ('sent', 'unknown') AND b.provider_batch_id IS NOT NULL""",
-            (campaign.name, step, transport.name),
+            (campaign.name, campaign.edition, step, transport.name),
         ).fetchall()
         future: dict[str, list[str]] = defaultdict(list)
         for send_id, send_at, provider_id in found:
@@ -95,10 +99,10 @@ def cancel(
                 )
                 c.execute(
                     """UPDATE batches SET status = 'cancelled', updated_at = ?
-                       WHERE provider_batch_id = ? AND campaign = ? AND step = ?
+                       WHERE provider_batch_id = ? AND campaign = ? AND edition = ? AND step = ?
                          AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.batch_id = batches.batch_id
                                          AND s.status != 'cancelled')""",
-                    (now_iso(), provider_id, campaign.name, step),
+                    (now_iso(), provider_id, campaign.name, campaign.edition, step),
                 )
     transport.close()
     return result

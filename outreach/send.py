@@ -63,6 +63,7 @@ class SendOptions:
     allow_late: bool = False
     force: bool = False  # send for real despite a failed readiness check (reputation guard)
     now: datetime | None = None
+    edition: int | None = None  # None: the edition current at ``now``
 
 
 @dataclass
@@ -120,6 +121,7 @@ class StepResult:
 @dataclass
 class SendSummary:
     campaign: str
+    edition: int
     transport: str
     real: bool
     dry_run: bool
@@ -188,9 +190,12 @@ class Loaded:
     builder: ContextBuilder
 
 
-def load(ws: Workspace, name: str) -> Loaded:
-    """Campaign, country data, contacts and templates, all validated (nothing sent)."""
-    campaign = load_campaign(ws.root, name)
+def load(
+    ws: Workspace, name: str, *, edition: int | None = None, now: datetime | None = None
+) -> Loaded:
+    """Campaign (resolved for ``edition``, default the one current at ``now``), country data,
+    contacts and templates, all validated (nothing sent)."""
+    campaign = load_campaign(ws.root, name, edition=edition, now=now)
     countries = CountryTable.load(campaign.countries_path())
     contacts = load_for_campaign(campaign, countries)
     renderer = Renderer(ws.templates_dir, campaign.default_language)
@@ -274,8 +279,9 @@ def prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> S
 
 def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> SendPlan:
     now = options.now or datetime.now(UTC)
-    loaded = load(ws, name)
+    loaded = load(ws, name, edition=options.edition, now=now)
     campaign = loaded.campaign
+    ledger.date_old_rows(campaign)
     skipped = list_errors(loaded.contacts, options.skip_invalid)
     transport_name = choose(ws, options.transport)
     transport = make_transport(ws, campaign, transport_name)
@@ -348,33 +354,41 @@ def _plan_step(
     step = sp.step
     aud = step.spec.audience
     as_of = as_of_date(step)
-    existing = ledger.rows(campaign.name, step.id, transport.name)
+    edition = campaign.edition
+    existing = ledger.rows(campaign.name, edition, step.id, transport.name)
     follow: set[str] | None = None
     follow_label = ref = ""
     ref_recipients: set[str] = set()
     if aud.did_not_open or aud.did_not_click or aud.clicked:
         ref = aud.did_not_open or aud.did_not_click or aud.clicked.step  # type: ignore[union-attr]
-        recipients = ref_recipients = ledger.sent_contacts(campaign.name, ref, transport.name)
+        recipients = ref_recipients = ledger.sent_contacts(
+            campaign.name, edition, ref, transport.name
+        )
         if aud.did_not_open:
-            engaged = ledger.engaged_contacts(campaign.name, ref, transport.name, "open")
+            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "open")
             follow = recipients - engaged
             follow_label = f"opened {ref}"
         elif aud.did_not_click:
-            engaged = ledger.engaged_contacts(campaign.name, ref, transport.name, "click")
+            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "click")
             follow = recipients - engaged
             follow_label = f"clicked in {ref}"
         else:
             link = aud.clicked.link  # type: ignore[union-attr]
             url = campaign.links[link].url if link else None
-            follow = ledger.engaged_contacts(campaign.name, ref, transport.name, "click", url)
+            follow = ledger.engaged_contacts(
+                campaign.name, edition, ref, transport.name, "click", url
+            )
             follow_label = f"did not click {link or 'any link'} in {ref}"
-        if ledger.events_count(campaign.name) == 0 and not aud.clicked:
+        if ledger.events_count(campaign.name, edition) == 0 and not aud.clicked:
             sp.notes.append(
                 f"no tracking events recorded yet: every recipient of {ref} counts as not having "
                 f"{'opened' if aud.did_not_open else 'clicked'}"
             )
         if not recipients:
-            sp.notes.append(f"nobody has received step {ref!r} through {transport.name} yet")
+            sp.notes.append(
+                f"nobody has received step {ref!r} of the {edition} edition through "
+                f"{transport.name} yet"
+            )
 
     renderer, builder = plan.renderer, plan.builder
     checked_variants: set[str] = set()
@@ -509,10 +523,17 @@ def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
     campaign, transport = plan.campaign, plan.transport
     results = {sp.step.id: StepResult(sp.step.id) for sp in plan.steps}
     summary = SendSummary(
-        campaign.name, transport.name, transport.real, False, list(results.values()), 0
+        campaign.name,
+        campaign.edition,
+        transport.name,
+        transport.real,
+        False,
+        list(results.values()),
+        0,
     )
     run_id = ledger.begin_run(
         campaign.name,
+        campaign.edition,
         transport.name,
         {k: v for k, v in vars(plan.options).items() if k != "now"},
     )
@@ -533,6 +554,7 @@ def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
                         raise
                     ledger.mark_pending(
                         campaign=campaign.name,
+                        edition=campaign.edition,
                         step=sp.step.id,
                         transport=transport.name,
                         batch_id=batch.id,
@@ -660,7 +682,13 @@ def send_tests(plan: SendPlan, ledger: Ledger, to: tuple[str, ...]) -> int:
                 delivery = transport.deliver(test_batch)
                 mid = delivery.message_ids if isinstance(delivery.message_ids, str) else None
                 ledger.record_test_send(
-                    plan.campaign.name, sp.step.id, batch.variant.id, addr, transport.name, mid
+                    plan.campaign.name,
+                    plan.campaign.edition,
+                    sp.step.id,
+                    batch.variant.id,
+                    addr,
+                    transport.name,
+                    mid,
                 )
                 n += 1
     return n
@@ -676,7 +704,13 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
         plan.checks = plan_checks(plan, ledger)
         ui.show_plan(plan)
         summary = SendSummary(
-            plan.campaign.name, plan.transport.name, plan.transport.real, options.dry_run, [], 0
+            plan.campaign.name,
+            plan.campaign.edition,
+            plan.transport.name,
+            plan.transport.real,
+            options.dry_run,
+            [],
+            0,
         )
         if options.dry_run:
             summary.steps = [StepResult(sp.step.id) for sp in plan.steps]
@@ -714,19 +748,22 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
 # Status
 
 
-def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
-    """Per step: when it is due and its recipients, sent, pending, failed and unknown counts."""
+def status(
+    ws: Workspace, name: str, now: datetime | None = None, *, edition: int | None = None
+) -> dict:
+    """Per step of an edition (default: the current one): when it is due, its recipients, and
+    the sent, pending, failed and unknown counts; and every edition the ledger knows."""
     now = now or datetime.now(UTC)
-    step_ids = tuple(s.id for s in load_campaign(ws.root, name).steps)
-    options = SendOptions(steps=step_ids, dry_run=True, skip_invalid=True, now=now)
+    step_ids = tuple(s.id for s in load_campaign(ws.root, name, edition=edition, now=now).steps)
+    options = SendOptions(steps=step_ids, dry_run=True, skip_invalid=True, now=now, edition=edition)
     steps = []
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         plan = prepare(ws, name, options, ledger)  # every step, as if forced; nothing is written
         campaign, transport = plan.campaign, plan.transport
         transport_name = transport.name
         counts_by_transport = {
-            t: ledger.step_counts(campaign.name, t)
-            for t in set(ledger.transports_used(campaign.name)) | {transport_name}
+            t: ledger.step_counts(campaign.name, campaign.edition, t)
+            for t in set(ledger.transports_used(campaign.name, campaign.edition)) | {transport_name}
         }
         planned = {sp.step.id: sp for sp in plan.steps}
         for step in campaign.steps:
@@ -734,9 +771,7 @@ def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
             per = {}
             for t, counts in counts_by_transport.items():
                 c = counts.get(step.id, {})
-                per[t] = {
-                    k: c.get(k, 0) for k in ("sent", "pending", "failed", "unknown", "cancelled")
-                }
+                per[t] = {k: c.get(k, 0) for k in STATUS_KEYS}
             due_at = step_due_at(step, transport)
             this = per.get(transport_name, {})
             steps.append(
@@ -753,10 +788,26 @@ def status(ws: Workspace, name: str, now: datetime | None = None) -> dict:
                     "by_transport": per,
                 }
             )
+        known = ledger.editions(campaign.name)
+    current = campaign.current_edition(now)
+    editions = [
+        {
+            "edition": year,
+            "current": year == current,
+            **{k: known.get(year, {}).get(k, 0) for k in STATUS_KEYS},
+        }
+        for year in sorted(set(known) | {current, campaign.edition})
+    ]
     return {
         "campaign": campaign.name,
+        "edition": campaign.edition,
+        "recurring": campaign.recurring,
         "transport": transport_name,
         "now": now.isoformat(),
         "invalid_rows": len(plan.contacts.error_rows),
         "steps": steps,
+        "editions": editions,
     }
+
+
+STATUS_KEYS = ("sent", "pending", "failed", "unknown", "cancelled")

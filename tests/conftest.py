@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from outreach.cli import main
+from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -36,6 +38,21 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def with_errors(workspace: Path) -> Path:
+    """The shipped workspace whose campaign also reads lists/examples/with-errors.csv (five
+    invalid rows and a duplicate, next to two valid contacts)."""
+    path = workspace / "campaigns" / "december.yaml"
+    text = path.read_text(encoding="utf-8")
+    old = "contacts: [lists/contacts.csv]"
+    assert old in text
+    path.write_text(
+        text.replace(old, "contacts: [lists/contacts.csv, lists/examples/with-errors.csv]"),
+        encoding="utf-8",
+    )
+    return workspace
+
+
+@pytest.fixture
 def cli():
     """``cli(ws, *args)`` runs ``outreach -C ws args…`` in-process and returns the Result."""
     runner = CliRunner()
@@ -49,10 +66,12 @@ def cli():
 @pytest.fixture
 def fake():
     """An in-process fake SendGrid (tests/sendgrid_fake.py) expecting the test key."""
+    from outreach.send import clock_from
     from tests.sendgrid_fake import FakeSendGrid
     from tests.sendgrid_helpers import KEY
 
-    with FakeSendGrid(key=KEY) as f:
+    # SendGrid's "now" is the tests' (send_at limits, X-RateLimit-Reset), not the wall clock's
+    with FakeSendGrid(key=KEY, clock=clock_from(datetime.fromisoformat(CIRCULAR_DUE))) as f:
         yield f
 
 

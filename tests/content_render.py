@@ -88,7 +88,7 @@ class World:
 
 @cache
 def shipped() -> World:
-    return World(load_campaign(REPO, "december"))
+    return World(load_campaign(REPO, "december", edition=2026))
 
 
 @cache

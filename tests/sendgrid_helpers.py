@@ -16,6 +16,7 @@ from outreach.render import Message
 from outreach.send import QuietUI, SendOptions, SendPlan, SendSummary, execute, load, prepare
 from outreach.transports import Transport
 from outreach.workspace import Workspace
+from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sendgrid"
@@ -107,7 +108,7 @@ def run_send(
         steps=steps,
         skip_invalid=True,
         yes=True,
-        now=now,
+        now=now or datetime.fromisoformat(CIRCULAR_DUE),
         transport=transport,
         resend_unknown=resend_unknown,
         allow_late=True,
@@ -129,6 +130,7 @@ def run_send(
 
 def plan_only(root: Path, name: str, **kw) -> SendPlan:
     ws = Workspace.open(root)
+    kw.setdefault("now", datetime.fromisoformat(CIRCULAR_DUE))
     options = SendOptions(dry_run=True, skip_invalid=True, transport="sendgrid", **kw)
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         return prepare(ws, name, options, ledger)

@@ -114,7 +114,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_each_recipient_exactly_once(tmp_
     assert proc.returncode == 0, out
     assert "previous run was interrupted" in out or "already sent" in out
 
-    folder = ws / "outbox" / "december" / "circular"
+    folder = ws / "outbox" / "december" / "2026" / "circular"
     recipients = Counter()
     for f in folder.glob("*.eml"):
         msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)

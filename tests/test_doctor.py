@@ -107,7 +107,7 @@ def test_doctor_all_good_exits_0(world: World, cli) -> None:
         f"✓ One-click unsubscribe (RFC 8058): POST {world.origin}/u/test answers 200, no redirect",
         f"✓ Server health: {world.origin}/healthz answers 200",
         "✓ Links: all 11 links filled in",
-        "✓ Reputation: no step of this campaign has been emailed yet",
+        "✓ Reputation: no step of the 2026 edition has been emailed yet",
         "all checks passed: ready to send (exit 0)",
     ):
         assert line in r.output, line

@@ -81,7 +81,7 @@ def test_the_outbox_has_no_late_guard(tmp_path: Path, cli, monkeypatch) -> None:
     ws = copy_example(tmp_path / "ws2")
     r = cli(ws, "send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now", LATE)
     assert r.exit_code == 0, r.output
-    assert list((ws / "outbox" / "december" / "circular").glob("*.eml"))
+    assert list((ws / "outbox" / "december" / "2026" / "circular").glob("*.eml"))
 
 
 def test_the_key_never_appears(ws: Path, fake: FakeSendGrid, cli) -> None:

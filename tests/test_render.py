@@ -17,7 +17,7 @@ from outreach.render import Renderer, lint_template_sources, mjml_to_text
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "render"
-CAMPAIGN = load_campaign(REPO, "december")
+CAMPAIGN = load_campaign(REPO, "december", edition=2026)
 COUNTRIES = CountryTable.load(REPO / "lists" / "countries.csv")
 BUILDER = ContextBuilder(CAMPAIGN, COUNTRIES)
 

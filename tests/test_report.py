@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from outreach.ledger import Ledger
 from outreach.report import CSV_FIELDS, METRICS, LinkNamer, render, report
 from outreach.workspace import Workspace
 from tests.tracking_support import make_workspace
+
+NOW = datetime(2026, 12, 20, 12, tzinfo=UTC)  # after the circular, within its edition
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "report-format.md"
 
@@ -83,7 +86,7 @@ def add_events(ws: Workspace) -> list:
 
 def test_no_sends_no_events_says_so(tmp_path: Path) -> None:
     ws = Workspace.open(make_workspace(tmp_path / "ws"))
-    rep = report(ws, "december")
+    rep = report(ws, "december", now=NOW)
     assert rep.steps == [] and not rep.has_events
     assert any("no tracking events" in n for n in rep.notes)
     assert any("nothing has been sent" in n for n in rep.notes)
@@ -93,7 +96,7 @@ def test_no_sends_no_events_says_so(tmp_path: Path) -> None:
 
 
 def test_sent_without_events(ws: Workspace) -> None:
-    rep = report(ws, "december")
+    rep = report(ws, "december", now=NOW)
     [s] = rep.steps
     assert s.totals["sent"] == 57 and s.totals["delivered"] == 0
     assert s.totals["open_rate"] is None  # no denominator, no made-up 0 %
@@ -101,14 +104,14 @@ def test_sent_without_events(ws: Workspace) -> None:
     text = render(rep, "table")
     assert "no tracking events" in text and "step circular" in text
     with pytest.raises(ConfigError, match="no step"):
-        report(ws, "december", "nope")
-    one = report(ws, "december", "last-call")
+        report(ws, "december", "nope", now=NOW)
+    one = report(ws, "december", "last-call", now=NOW)
     assert any("nothing has been sent for step 'last-call'" in n for n in one.notes)
 
 
 def test_figures_breakdowns_links_and_timeline(ws: Workspace) -> None:
     rows = add_events(ws)
-    rep = report(ws, "december")
+    rep = report(ws, "december", now=NOW)
     [s] = rep.steps
     n = len(rows)
     opened = len(range(0, n, 2))
@@ -152,7 +155,7 @@ def test_link_names(tmp_path: Path) -> None:
 
 def test_json_and_csv_are_stable_and_documented(ws: Workspace) -> None:
     add_events(ws)
-    rep = report(ws, "december")
+    rep = report(ws, "december", now=NOW)
     data = json.loads(render(rep, "json"))
     assert data["format"] == "outreach-report/1"
     assert list(data["steps"][0]["totals"]) == list(METRICS)
@@ -183,7 +186,7 @@ def test_json_and_csv_are_stable_and_documented(ws: Workspace) -> None:
 
 def test_html_is_one_self_contained_file(ws: Workspace) -> None:
     add_events(ws)
-    html = render(report(ws, "december"), "html")
+    html = render(report(ws, "december", now=NOW), "html")
     assert "<script" not in html and "<link" not in html and "@import" not in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert html.count("<svg") == 4  # timeline, links, status, one funnel per step
@@ -196,15 +199,39 @@ def test_report_cli(ws: Workspace) -> None:
     runner = CliRunner()
     out = ws.root / "reports" / "dec.html"
     res = runner.invoke(
-        main, ["-C", str(ws.root), "report", "december", "--format", "html", "-o", str(out)]
+        main,
+        [
+            "-C",
+            str(ws.root),
+            "report",
+            "december",
+            "--now",
+            NOW.isoformat(),
+            "--format",
+            "html",
+            "-o",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("<!doctype html>")
     res = runner.invoke(
-        main, ["-C", str(ws.root), "report", "december", "--format", "csv", "--step", "circular"]
+        main,
+        [
+            "-C",
+            str(ws.root),
+            "report",
+            "december",
+            "--now",
+            NOW.isoformat(),
+            "--format",
+            "csv",
+            "--step",
+            "circular",
+        ],
     )
     assert res.output.splitlines()[0] == ",".join(CSV_FIELDS)
-    res = runner.invoke(main, ["-C", str(ws.root), "report", "december"])
+    res = runner.invoke(main, ["-C", str(ws.root), "report", "december", "--now", NOW.isoformat()])
     assert res.exit_code == 0 and "opened (people)" in res.output
     res = runner.invoke(main, ["-C", str(ws.root), "report", "nosuch"])
     assert res.exit_code == 1 and "no campaign named" in res.output
@@ -228,7 +255,7 @@ def test_events_without_timestamp_or_url(ws: Workspace) -> None:
             "test",
         )
     assert res.matched == 2
-    rep = report(ws, "december")
+    rep = report(ws, "december", now=NOW)
     [s] = rep.steps
     assert s.totals["opens_unique"] == len(range(0, len(rows), 2)) + 1
     assert sum(b["opens"] for b in rep.timeline) == len(

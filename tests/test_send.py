@@ -27,7 +27,7 @@ def eligible(ws: Path) -> set[str]:
 
 
 def emls(ws: Path, step: str = "circular") -> list[Path]:
-    return sorted((ws / "outbox" / "december" / step).glob("*.eml"))
+    return sorted((ws / "outbox" / "december" / "2026" / step).glob("*.eml"))
 
 
 def ledger(ws: Path, sql: str) -> list[tuple]:
@@ -54,7 +54,7 @@ def test_send_step_writes_one_eml_per_eligible_contact(workspace: Path, cli) -> 
         html = msg.get_body(("html",)).get_content()
         assert "[[" not in html and "{{" not in html
     assert sorted(recipients) == sorted(expected)
-    assert (workspace / "outbox" / "december" / "circular" / "index.html").is_file()
+    assert (workspace / "outbox" / "december" / "2026" / "circular" / "index.html").is_file()
     assert ledger(workspace, "select status, count(*) from sends group by status") == [
         ("sent", len(expected))
     ]
@@ -70,22 +70,30 @@ def test_second_run_sends_nothing(workspace: Path, cli) -> None:
     assert {f.name: f.stat().st_mtime_ns for f in emls(workspace)} == before
 
 
-def test_list_errors_block_the_send(workspace: Path, cli) -> None:
-    r = cli(workspace, "send", "december", "--step", "circular", "--yes")
+def test_list_errors_block_the_send(with_errors: Path, cli) -> None:
+    r = cli(with_errors, "send", "december", "--step", "circular", "--yes")
     assert r.exit_code == 1
     assert "5 problem(s) in the contact list; nothing was sent" in r.output
-    assert "lists/contacts.csv:60 [email]" in r.output
+    assert "lists/examples/with-errors.csv:4 [email]" in r.output
     assert "--skip-invalid" in r.output
-    assert not (workspace / "outbox").exists()
+    assert not (with_errors / "outbox").exists()
 
 
-def test_skipped_rows_are_listed(workspace: Path, cli) -> None:
-    r = cli(workspace, *CIRCULAR, "--dry-run")
+def test_skipped_rows_are_listed(with_errors: Path, cli) -> None:
+    r = cli(with_errors, *CIRCULAR, "--dry-run")
     assert "Skipped 5 invalid row(s)" in r.output
     assert (
-        "lists/contacts.csv:62 [country]: unknown country 'Argentinia' (did you mean Argentina (AR)?)"
-        in r.output
+        "lists/examples/with-errors.csv:6 [country]: unknown country 'Argentinia' "
+        "(did you mean Argentina (AR)?)" in r.output
     )
+
+
+def test_the_shipped_workspace_sends_without_any_flag(workspace: Path, cli) -> None:
+    """The coordinator's command, as written, whenever a step is due."""
+    r = cli(workspace, "send", "december", "--yes", "--now", "2026-12-01T14:30:00+00:00")
+    assert r.exit_code == 0, r.output
+    assert "Skipped" not in r.output
+    assert len(emls(workspace)) == len(eligible(workspace)) == 57
 
 
 def test_dry_run_writes_nothing(workspace: Path, cli) -> None:
@@ -117,7 +125,9 @@ def test_limit_sends_in_slices_without_repeating(workspace: Path, cli) -> None:
 def test_test_sends_go_to_staff_only_and_are_not_campaign_sends(workspace: Path, cli) -> None:
     r = cli(workspace, *CIRCULAR, "--yes", "--test-to", "staff@example.org")
     assert r.exit_code == 0, r.output
-    tests = sorted((workspace / "outbox" / "december" / "circular" / "tests").glob("*.eml"))
+    tests = sorted(
+        (workspace / "outbox" / "december" / "2026" / "circular" / "tests").glob("*.eml")
+    )
     assert tests and not emls(workspace)
     for f in tests:
         msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
@@ -205,13 +215,18 @@ def test_preview_writes_html_and_text(workspace: Path, cli) -> None:
         "circular",
         "--contact",
         "LUCIA.fernandez@example.com",
+        "--now",
+        BEFORE_CIRCULAR,
     )
     assert r.exit_code == 0, r.output
-    out = workspace / "previews" / "december" / "circular"
+    assert "2026 edition" in r.output
+    out = workspace / "previews" / "december" / "2026" / "circular"
     html = next(out.glob("*.html")).read_text()
     assert "<html" in html and "Lucía" in html
     assert next(out.glob("*.txt")).read_text().startswith("Subject: ")
-    by_row = cli(workspace, "preview", "december", "--step", "circular", "--row", "60")
+    by_row = cli(
+        workspace, "preview", "december", "--step", "circular", "--row", "60", "--edition", "2026"
+    )
     assert by_row.exit_code == 1 and "row 60 is not a valid contact" in by_row.output
     both = cli(workspace, "preview", "december", "--step", "circular")
     assert both.exit_code == 2
@@ -260,9 +275,9 @@ BAD_INPUTS = {
     ),
     "wrong date": (
         "campaigns/december.yaml",
-        "send_at: 2026-12-01 09:00",
-        "send_at: 2026-13-01 09:00",
-        "campaigns/december.yaml:{send_at: 2026-13-01}: steps[0].send_at: '2026-13-01 09:00' is not a date and time",
+        "send_at: 12-01 09:00",
+        "send_at: 13-01 09:00",
+        "campaigns/december.yaml:{send_at: 13-01}: steps[0].send_at: '13-01 09:00' is not a date and time",
     ),
     "unknown segment": (
         "campaigns/december.yaml",

@@ -436,4 +436,4 @@ def test_test_sends_go_to_staff_with_a_test_subject(sg: Path, fake: FakeSendGrid
     assert all(m.name is None for m in fake.messages)
     assert all("/u/test>" in m.headers["List-Unsubscribe"] for m in fake.messages)
     with Ledger.open(ws.db_url(), ws.root) as ledger:
-        assert ledger.step_counts("sg") == {}  # not a campaign send
+        assert ledger.editions("sg") == {}  # not a campaign send

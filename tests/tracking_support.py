@@ -32,11 +32,15 @@ def make_workspace(dest: Path) -> Path:
 
 def send_outbox(root: Path, step: str = "circular", now=None):
     """Send ``step`` of the example campaign with the outbox transport (real ledger rows)."""
+    from datetime import datetime
+
     from outreach.send import QuietUI, SendOptions, send
     from outreach.workspace import Workspace
+    from tests.dates import CIRCULAR_DUE
 
     ws = Workspace.open(root)
     ws.env.pop("SENDGRID_API_KEY", None)
+    now = now or datetime.fromisoformat(CIRCULAR_DUE)
     opts = SendOptions(steps=(step,), skip_invalid=True, yes=True, transport="outbox", now=now)
     return send(ws, "december", opts, QuietUI(True))
 

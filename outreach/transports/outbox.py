@@ -1,6 +1,6 @@
 """The outbox: every message becomes a real ``.eml`` file; nothing is emailed.
 
-Files go to ``outbox/<campaign>/<step>/`` (test sends to ``…/<step>/tests/``) with an
+Files go to ``outbox/<campaign>/<edition>/<step>/`` (test sends to ``…/<step>/tests/``) with an
 ``index.html`` that lists them. Each file is written atomically (temporary file, then rename),
 and its name is derived from the send id, so after a crash the outbox can tell exactly which
 messages were written: reconciliation never has to guess.
@@ -34,7 +34,7 @@ class OutboxTransport(Transport):
     max_batch = 100
 
     def step_dir(self, step: str, test: bool = False) -> Path:
-        d = self.workspace.outbox_dir / self.campaign.name / step
+        d = self.workspace.outbox_dir / self.campaign.name / str(self.campaign.edition) / step
         return d / "tests" if test else d
 
     def message_id(self, send_id: str) -> str:
@@ -86,21 +86,23 @@ class OutboxTransport(Transport):
         for r in rows:
             hits = list(
                 self.workspace.outbox_dir.glob(
-                    f"{self.campaign.name}/*/{eml_name(r.email, r.send_id)}"
+                    f"{self.campaign.name}/*/*/{eml_name(r.email, r.send_id)}"
                 )
             )
             if hits:
                 out[r.send_id] = ("sent", self.message_id(r.send_id))
             else:
                 out[r.send_id] = ("retry", "the run stopped before this message was written")
-        for tmp in self.workspace.outbox_dir.glob(f"{self.campaign.name}/*/*.eml.tmp"):
+        for tmp in self.workspace.outbox_dir.glob(f"{self.campaign.name}/*/*/*.eml.tmp"):
             tmp.unlink(missing_ok=True)
         return out
 
     def write_index(self, ledger: Ledger, step: str) -> Path | None:
         """``outbox/<campaign>/<step>/index.html`` linking every message written for the step."""
         folder = self.step_dir(step)
-        rows = ledger.sent_rows_for_index(self.campaign.name, step, self.name)
+        rows = ledger.sent_rows_for_index(
+            self.campaign.name, self.campaign.edition, step, self.name
+        )
         if not rows and not folder.exists():
             return None
         folder.mkdir(parents=True, exist_ok=True)
