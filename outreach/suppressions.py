@@ -337,6 +337,7 @@ def sync(
     by: str | None = None,
     timeout: float | None = None,
     sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> SyncResult:
     """``outreach suppressions sync``: add SendGrid's suppression lists to the local one.
 
@@ -349,7 +350,7 @@ def sync(
     """
     from outreach.sendgrid_api import SendGridAPI
 
-    kw = {"sleep": sleep} if sleep is not None else {}
+    kw = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
     api = SendGridAPI.from_workspace(
         ws, need="the key needs read access to Suppressions", timeout=timeout, **kw
     )

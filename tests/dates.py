@@ -5,3 +5,5 @@ on the command line) so that no test depends on the day it runs."""
 BEFORE_CIRCULAR = "2026-11-25T12:00:00+00:00"
 # the circular is due (09:30 in New York on 1 December), nothing else is
 CIRCULAR_DUE = "2026-12-01T14:30:00+00:00"
+# the day after the last call (2026-12-15 09:00 New York): every step of 2026 has come
+LAST_CALL_DUE = "2026-12-16T12:00:00+00:00"

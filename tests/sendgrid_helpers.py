@@ -162,7 +162,7 @@ def direct_render(root: Path, name: str, step_id: str, email: str, unsubscribe_u
     """What one contact should receive, rendered on their own (no variants, no substitutions)."""
     key = (str(root), name)
     if key not in _LOADED:
-        _LOADED[key] = load(Workspace.open(root), name)
+        _LOADED[key] = load(Workspace.open(root), name, now=datetime.fromisoformat(CIRCULAR_DUE))
     loaded = _LOADED[key]
     campaign = loaded.campaign
     step = campaign.step(step_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.suppressions import add, history, listing, remove, rule_for
 from outreach.workspace import Workspace
+from tests.dates import LAST_CALL_DUE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
@@ -356,7 +358,13 @@ def _plan(ws: Workspace, step: str):
         plan = prepare(
             ws,
             "december",
-            SendOptions(steps=(step,), dry_run=True, skip_invalid=True, transport="outbox"),
+            SendOptions(
+                steps=(step,),
+                dry_run=True,
+                skip_invalid=True,
+                transport="outbox",
+                now=datetime.fromisoformat(LAST_CALL_DUE),
+            ),
             led,
         )
     return plan.steps[0]

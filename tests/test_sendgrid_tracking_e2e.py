@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.workspace import Workspace
+from tests.dates import CIRCULAR_DUE, LAST_CALL_DUE
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import KEY, copy_example, run_send, sendgrid_event, use_fake
 from tests.tracking_support import Signer, http, run_server
@@ -34,7 +35,7 @@ def test_sendgrid_send_events_report_and_follow_up(tmp_path: Path, monkeypatch) 
         plan.steps[0].batches
     )
 
-    t0 = int(time.time()) - 3600
+    t0 = int(datetime.fromisoformat(CIRCULAR_DUE).timestamp()) + 3600  # events of the 2026 edition
     opener, proxy_only, clicker, bouncer, unsub = msgs[0], msgs[1], msgs[2], msgs[3], msgs[4]
     events = [sendgrid_event(m, "delivered", t0, i) for i, m in enumerate(msgs) if m is not bouncer]
     events += [
@@ -78,7 +79,11 @@ def test_sendgrid_send_events_report_and_follow_up(tmp_path: Path, monkeypatch) 
             Workspace.open(ws),
             "december",
             SendOptions(
-                steps=("last-call",), dry_run=True, skip_invalid=True, transport="sendgrid"
+                steps=("last-call",),
+                dry_run=True,
+                skip_invalid=True,
+                transport="sendgrid",
+                now=datetime.fromisoformat(LAST_CALL_DUE),
             ),
             ledger,
         )

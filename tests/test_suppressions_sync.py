@@ -114,7 +114,7 @@ def test_sync_waits_for_the_rate_limit_and_retries_server_errors(
     fake.queue_at("GET /v3/suppression/bounces", (429, 9), 500)
     fake.queue_at("GET /v3/asm/suppressions", 503, 502)
     sleeps = Sleeps()
-    res = sync(ws, by="tester", sleep=sleeps)
+    res = sync(ws, by="tester", sleep=sleeps, clock=fake.clock)
     assert res.fetched["bounces"] == 1203 and res.fetched["group_suppressions"] == 1
     assert res.added["bounce"] == 1203
     assert 7.5 <= sleeps[0] <= 9.0  # until X-RateLimit-Reset

@@ -11,10 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from tests.dates import CIRCULAR_DUE, LAST_CALL_DUE
 from tests.tracking_support import Signer, http, make_workspace, run_server, send_outbox
 
 pytestmark = pytest.mark.slow
@@ -122,7 +124,7 @@ def test_webhook_end_to_end(tmp_path: Path) -> None:
     rows = _rows(root)
     assert len(rows) == 57
     signer = Signer.new()
-    t0 = int(time.time()) - 2 * 86400
+    t0 = int(datetime.fromisoformat(CIRCULAR_DUE).timestamp()) + 3600  # events of the 2026 edition
     b1, b2, b3 = build_events(rows, t0)
 
     with run_server(
@@ -354,6 +356,7 @@ def test_webhook_end_to_end(tmp_path: Path) -> None:
                 dry_run=True,
                 skip_invalid=True,
                 transport="outbox",
+                now=datetime.fromisoformat(LAST_CALL_DUE),
             ),
             ledger,
         )

@@ -136,6 +136,7 @@ class SendGridTransport(Transport):
     sleep = _forward("sleep")
     timeout = _forward("timeout")
     on_retry = _forward("on_retry")
+    clock = _forward("clock")  # "now", for send_at and X-RateLimit-Reset alike
     requests = _forward("requests")
 
     def __init__(
