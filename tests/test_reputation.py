@@ -15,7 +15,7 @@ from outreach.events import ingest
 from outreach.ledger import Ledger
 from outreach.reputation import Level, assess, pct
 from outreach.workspace import Workspace
-from tests.dates import CIRCULAR_DUE
+from tests.dates import CIRCULAR_DUE, LAST_CALL_DUE
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import (
     copy_example,
@@ -27,7 +27,6 @@ from tests.sendgrid_helpers import (
     use_fake,
 )
 
-LAST_CALL_DUE = "2026-12-15T14:30:00+00:00"
 T0 = 1796130000
 
 
