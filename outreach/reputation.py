@@ -171,7 +171,7 @@ def health_check(health: Health, next_step: str | None = None) -> Check:
             Area.REPUTATION,
             title,
             f"{' and '.join(over)}: {health.summary()}",
-            "find out why in the segments and countries below (a stale list? an unexpected "
+            "find out why where it was highest (listed here: a stale list? an unexpected "
             f"audience?) and fix it{then}; --force sends anyway",
             details=health.where(),
         )
