@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 from outreach.campaign import load_campaign
 from outreach.checks import Area, Checkup, ok
@@ -62,7 +61,6 @@ def doctor(
     now: datetime | None = None,
     edition: int | None = None,
     skip: Iterable[Part | str] = (),
-    api_options: dict[str, Any] | None = None,
 ) -> Checkup:
     """Run every check on campaign ``name``'s edition (default: the current one at ``now``),
     minus the parts in ``skip``."""
@@ -91,7 +89,7 @@ def doctor(
     if Part.DNS not in skipped:
         checkup.extend(dns_checks(ws, campaign.sender.from_email))
     if Part.SENDGRID not in skipped:
-        checkup.extend(account_checks(ws, campaign, **(api_options or {})))
+        checkup.extend(account_checks(ws, campaign))
     checkup.checks.append(categories(campaign))
     checkup.checks.append(unsubscribe_ready(campaign))
     if Part.ENDPOINTS not in skipped:

@@ -295,16 +295,13 @@ def webhook_check(api: SendGridAPI, ws: Workspace, campaign: Campaign) -> Check:
     return ok("sendgrid.webhook", Area.SENDGRID, title, result)
 
 
-def account_checks(ws: Workspace, campaign: Campaign, **api_options) -> list[Check]:
-    """Key permissions, sender verification and the Event Webhook (``api_options`` go to
-    :class:`~outreach.sendgrid_api.SendGridAPI`: tests pass ``sleep``)."""
+def account_checks(ws: Workspace, campaign: Campaign) -> list[Check]:
+    """Key permissions, sender verification and the Event Webhook."""
     from outreach.sendgrid_api import SendGridAPI
 
     title = "SendGrid account"
     try:
-        api = SendGridAPI.from_workspace(
-            ws, need="doctor reads the account with it", retries=2, **api_options
-        )
+        api = SendGridAPI.from_workspace(ws, need="doctor reads the account with it", retries=2)
     except OutreachError as exc:
         return [
             warn(
