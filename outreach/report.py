@@ -525,8 +525,9 @@ def compare(this: Report, other: Report) -> Comparison:
                 {"link": name, "clicks_unique": {"edition": ca, "other": cb, "change": ca - cb}}
             )
         steps.append({"step": sid, "metrics": metrics, "links": links})
-    notes = [f"{this.edition}: {n}" for n in this.notes] + [
-        f"{other.edition}: {n}" for n in other.notes
+    shared = [n for n in this.notes if n in other.notes]
+    notes = shared + [
+        f"{rep.edition}: {n}" for rep in (this, other) for n in rep.notes if n not in shared
     ]
     return Comparison(
         campaign=this.campaign,
