@@ -299,7 +299,7 @@ def spamassassin(plan: SendPlan, ws: Workspace, timeout: float = 600.0) -> Check
             Area.CONTENT,
             title,
             result + f": {SPAM_FAIL:g} or more is spam",
-            "fix what the rules below point at (hidden text, low contrast, long lines…)",
+            "fix what the rules listed point at (hidden text, low contrast, long lines…)",
             details=details,
         )
     if score >= SPAM_WARN:
@@ -308,7 +308,7 @@ def spamassassin(plan: SendPlan, ws: Workspace, timeout: float = 600.0) -> Check
             Area.CONTENT,
             title,
             result + f" (target: below {SPAM_WARN:g})",
-            "fix what the rules below point at (hidden text, low contrast, long lines…)",
+            "fix what the rules listed point at (hidden text, low contrast, long lines…)",
             details=details,
         )
     return ok("content.spam", Area.CONTENT, title, result, details=details)
