@@ -12,6 +12,7 @@ from rich.text import Text
 
 from outreach.console import console
 from outreach.report import COMPARED, DIMENSIONS, Comparison, Report, StepReport
+from outreach.reputation import COMPLAINT_TARGET, Level, pct
 
 
 def _pct(v: float | None) -> str:
@@ -48,7 +49,7 @@ def _step_renderables(s: StepReport) -> list:
         _pct(t["unsubscribe_rate"]),
         _pct(t["spam_rate"]),
     )
-    out: list = [head]
+    out: list = [head, _reputation_line(s)]
     for dim in DIMENSIONS:
         rows = s.by[dim]
         if not rows:
@@ -92,6 +93,29 @@ def _step_renderables(s: StepReport) -> list:
             table.add_row(Text(link["link"]), str(link["clicks_unique"]), str(link["clicks_total"]))
         out.append(table)
     return out
+
+
+_LEVEL_STYLE = {
+    Level.OK: ("✓", "green"),
+    Level.WATCH: ("!", "yellow"),
+    Level.UNKNOWN: ("!", "yellow"),
+    Level.OVER: ("✗", "red"),
+}
+
+
+def _reputation_line(s: StepReport) -> Text:
+    h = s.reputation
+    mark, style = _LEVEL_STYLE[h.level]
+    text = Text(f"{mark} reputation: ", style=style)
+    text.append(h.summary())
+    if h.level is Level.OVER:
+        text.append(
+            "\n  the next step will not be sent without --force; highest in: "
+            + "; ".join(h.where())
+        )
+    elif h.level is Level.WATCH:
+        text.append(f"\n  Gmail asks to stay below {pct(COMPLAINT_TARGET)} complaints")
+    return text
 
 
 def report_renderables(rep: Report) -> list:

@@ -140,6 +140,8 @@ def test_the_report_page_is_accessible_markup(report_html: str) -> None:
     assert page.count("<table>") == page.count('<div class="table-scroll">\n<table>')
     # key figures are a description list: label and value read together
     assert re.search(r'<div class="kpi"><dt>sent</dt><dd>57</dd></div>', page)
+    # the reputation guard's line, as in the terminal table
+    assert re.search(r'<p class="reputation (ok|watch|unknown|over)">[✓!✗] reputation: ', page)
     # the charts' data are there as a table too
     assert "Opens and clicks per hour (UTC), as a table" in page
 
