@@ -2,8 +2,9 @@
 in SQLite (synchronous=FULL, one transaction per batch).
 
 1. ``ingest()`` alone (parse + match + insert + suppressions), and verify + ingest in-process;
-2. through a real ``outreach events serve`` subprocess over loopback HTTP, with 1 and 2 clients
-   POSTing pre-signed batches back to back (signing is the client's cost, done before timing).
+2. through a real ``outreach serve`` subprocess over loopback HTTP, with 1 and 2 clients
+   POSTing pre-signed batches back to back (signing is the client's cost, done before timing),
+   and with 2 clients against ``--workers 2``.
 
 Usage: python benchmarks/bench_ingest.py [--events 100000] [--sends 100000]
 """
@@ -19,14 +20,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tracking_support
 
 from synth import add_sends, events_for, workspace
-from tracking_support import Signer, http, run_server
 
 from outreach.events import ingest
 from outreach.ledger import Ledger
-from outreach.server import load_verifier, verify
+from outreach.web.webhook import load_verifier, verify
+from tests.tracking_support import Signer, http, run_server
 
 BATCH = 1000
 
@@ -67,9 +68,11 @@ def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
     }
 
 
-def bench_server(root: Path, bodies: list[bytes], signer: Signer, clients: int) -> dict:
+def bench_server(
+    root: Path, bodies: list[bytes], signer: Signer, clients: int, workers: int = 1
+) -> dict:
     key = {"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_b64}
-    with run_server(root, key, "--max-age", "3600") as server:
+    with run_server(root, key, "--max-age", "3600", "--workers", str(workers)) as server:
         signed = [(b, signer.headers(b)) for b in bodies]
         parts = [signed[i::clients] for i in range(clients)]
         stored = [0] * clients
@@ -95,6 +98,7 @@ def bench_server(root: Path, bodies: list[bytes], signer: Signer, clients: int) 
     total = sum(stored)
     return {
         "clients": clients,
+        "workers": workers,
         "events": total,
         "seconds": round(dt, 2),
         "events_per_s": round(total / dt),
@@ -114,9 +118,9 @@ def main() -> None:
         sends = add_sends(root, args.sends)
         results["function"] = bench_function(root, batches(sends, args.events, 10), signer)
         print(json.dumps(results["function"]), flush=True)
-        for clients, seed in ((1, 11), (2, 12)):
-            r = bench_server(root, batches(sends, args.events, seed), signer, clients)
-            results[f"server_{clients}_client"] = r
+        for clients, workers, seed in ((1, 1, 11), (2, 1, 12), (2, 2, 13)):
+            r = bench_server(root, batches(sends, args.events, seed), signer, clients, workers)
+            results[f"server_{clients}_client_{workers}_worker"] = r
             print(json.dumps(r), flush=True)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)

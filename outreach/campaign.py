@@ -217,7 +217,7 @@ class SendGridOptions(_Model):
 
 
 class Unsubscribe(_Model):
-    """Where one-click unsubscribe requests go (served by ``outreach events serve``)."""
+    """Where one-click unsubscribe requests go (served by ``outreach serve``)."""
 
     url: str | None = None
     mailto: str | None = None
@@ -508,7 +508,7 @@ class Campaign:
 
     @property
     def server_url(self) -> str | None:
-        """Where ``outreach events serve`` answers (the Event Webhook at ``/events``,
+        """Where ``outreach serve`` answers (the Event Webhook at ``/events``,
         ``/healthz``): the origin of ``unsubscribe.url``."""
         url = self.spec.unsubscribe.url
         if not url:

@@ -451,55 +451,98 @@ def countries_build(ctx, source, out):
 # events / suppressions / report
 
 
-@main.group()
-def events():
-    """Tracking events: the signed SendGrid Event Webhook, and imports of exported events."""
+def serve_options(f):
+    """The options of `outreach serve` (and of its old name, `outreach events serve`)."""
+    options = [
+        click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+        ),
+        click.option(
+            "--port",
+            default=8025,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help="Port to listen on (0: any free port).",
+        ),
+        click.option(
+            "--workers",
+            default=1,
+            show_default=True,
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Worker processes (each with its own database connection).",
+        ),
+        click.option(
+            "--proxy-headers",
+            is_flag=True,
+            help="Behind a reverse proxy (Caddy, nginx): trust its X-Forwarded-Proto and "
+            "X-Forwarded-For, so that generated URLs and redirects keep https.",
+        ),
+        click.option(
+            "--forwarded-allow-ips",
+            metavar="ADDRESSES",
+            help="With --proxy-headers: the proxies' addresses or networks, comma-separated "
+            "('*' trusts any). Default: 127.0.0.1,::1.",
+        ),
+        click.option(
+            "--max-age",
+            default=600,
+            show_default=True,
+            type=click.IntRange(min=1),
+            metavar="SECONDS",
+            help="Reject signed requests whose timestamp is further than this from now (replays).",
+        ),
+        click.option(
+            "--max-body",
+            default=5 * 1024 * 1024,
+            show_default=True,
+            type=click.IntRange(min=1),
+            metavar="BYTES",
+            help="Reject webhook bodies larger than this (413).",
+        ),
+        click.option(
+            "--insecure-no-verify",
+            "insecure",
+            is_flag=True,
+            help="Accept unsigned events (local tests only; warns on every request).",
+        ),
+        now_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
-@events.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8025,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port to listen on (0: any free port).",
-)
-@click.option(
-    "--max-age",
-    default=600,
-    show_default=True,
-    type=click.IntRange(min=1),
-    metavar="SECONDS",
-    help="Reject signed requests whose timestamp is further than this from now (replays).",
-)
-@click.option(
-    "--max-body",
-    default=5 * 1024 * 1024,
-    show_default=True,
-    type=click.IntRange(min=1),
-    metavar="BYTES",
-    help="Reject webhook bodies larger than this (413).",
-)
-@click.option(
-    "--insecure-no-verify",
-    "insecure",
-    is_flag=True,
-    help="Accept unsigned events (local tests only; warns on every request).",
-)
+@main.command("serve")
+@serve_options
 @click.pass_context
-def events_serve(ctx, host, port, max_age, max_body, insecure):
-    """Receive SendGrid's Event Webhook (POST /events) and one-click unsubscribes (/u/<id>).
+def serve(ctx, now, **options):
+    """Run the web service: SendGrid's signed Event Webhook (POST /events), the one-click
+    unsubscribe links (/u/<id>) and GET /healthz (which also checks the database).
 
     Needs SENDGRID_WEBHOOK_PUBLIC_KEY (environment or .env). Events are answered 2xx only once
     they are stored; forged, replayed, malformed and oversized requests are rejected and counted
-    in the log.
+    in the log. Behind Caddy or nginx, pass --proxy-headers.
     """
-    from outreach.server import serve
+    from outreach.web.serve import ServeOptions
+    from outreach.web.serve import serve as run_serve
 
-    serve(
-        _workspace(ctx), host=host, port=port, max_age=max_age, max_body=max_body, insecure=insecure
-    )
+    at = _now(now)
+    run_serve(_workspace(ctx), ServeOptions(**options, now=at.timestamp() if at else None))
+
+
+@main.group()
+def events():
+    """Tracking events: imports of exported events (the webhook is `outreach serve`)."""
+
+
+@events.command("serve")
+@serve_options
+@click.pass_context
+def events_serve(ctx, **options):
+    """The old name of `outreach serve` (same options); kept so that existing units work."""
+    click.echo("note: `outreach events serve` is now `outreach serve` (same options).", err=True)
+    ctx.invoke(serve, **options)
 
 
 @events.command("import")
@@ -638,25 +681,26 @@ def report(ctx, campaign, step, fmt, transport, output, edition, compare, now):
     """Delivery, opens (people, not machines), clicks per link, bounces and unsubscribes of
     CAMPAIGN, per step and by segment, relationship, country status, country and language."""
     from outreach import report as reports
+    from outreach.report_formats import render, render_comparison
 
     ws = _workspace(ctx)
     options = {"transport": transport, "edition": edition, "now": _now(now)}
     if compare is not None:
         cmp = reports.comparison(ws, campaign, compare, step, **options)
         if fmt == "table" and output is None:
-            from outreach.console_tracking import print_comparison
+            from outreach.report_table import print_comparison
 
             print_comparison(cmp)
             return
-        text = reports.render_comparison(cmp, fmt)
+        text = render_comparison(cmp, fmt)
     else:
         rep = reports.report(ws, campaign, step, **options)
         if fmt == "table" and output is None:
-            from outreach.console_tracking import print_report
+            from outreach.report_table import print_report
 
             print_report(rep)
             return
-        text = reports.render(rep, fmt)
+        text = render(rep, fmt)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:

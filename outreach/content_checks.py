@@ -98,7 +98,7 @@ def unsubscribe_ready(campaign: Campaign) -> Check:
             Area.ENDPOINTS,
             title,
             "no unsubscribe.url: messages rely on SendGrid's unsubscribe link and headers",
-            "deploy `outreach events serve` and set unsubscribe.url (one-click, RFC 8058)",
+            "deploy `outreach serve` and set unsubscribe.url (one-click, RFC 8058)",
         )
     if unsub.todo:
         return fail(
@@ -107,7 +107,7 @@ def unsubscribe_ready(campaign: Campaign) -> Check:
             title,
             f"marked not deployed yet ({unsub.todo}): every unsubscribe link of a real send "
             "would lead nowhere",
-            f"deploy `outreach events serve` at {unsub.url.rsplit('/', 1)[0]}, then delete "
+            f"deploy `outreach serve` at {unsub.url.rsplit('/', 1)[0]}, then delete "
             f"unsubscribe.todo ({campaign.where('unsubscribe', 'todo')})",
         )
     return ok(

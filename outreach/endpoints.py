@@ -87,7 +87,7 @@ def endpoint_checks(campaign: Campaign, timeout: float = TIMEOUT) -> list[Check]
     base = campaign.server_url
     if not unsub or not base:
         return []  # content_checks.unsubscribe_ready says so
-    deploy = f"deploy `outreach events serve` behind https at {base} (README: Tracking and reports)"
+    deploy = f"deploy `outreach serve` behind https at {base} (README: Tracking and reports)"
     page = f"{unsub}/{TEST_TOKEN}"
     first = ask(page, timeout=timeout)
     title = "Unsubscribe page"
@@ -119,7 +119,7 @@ def endpoint_checks(campaign: Campaign, timeout: float = TIMEOUT) -> list[Check]
                 title,
                 f"{page} answers {first.status}"
                 + (f" (a redirect to {first.location})" if first.location else ""),
-                f"serve {unsub} with `outreach events serve` (its path must be the campaign's "
+                f"serve {unsub} with `outreach serve` (its path must be the campaign's "
                 "unsubscribe path)",
             )
         )
@@ -143,7 +143,7 @@ def endpoint_checks(campaign: Campaign, timeout: float = TIMEOUT) -> list[Check]
                 f"POST {page} answers {post.status}, a redirect"
                 + (f" to {post.location}" if post.location else "")
                 + ": mail providers treat that as a failed unsubscribe",
-                "answer the POST directly with 200 (outreach events serve does; check the proxy "
+                "answer the POST directly with 200 (outreach serve does; check the proxy "
                 "in front of it)",
             )
         )
@@ -154,7 +154,7 @@ def endpoint_checks(campaign: Campaign, timeout: float = TIMEOUT) -> list[Check]
                 Area.ENDPOINTS,
                 title,
                 f"POST {page}: {post.problem or f'answers {post.status}'}",
-                "let POST requests through to outreach events serve (check the proxy in front)",
+                "let POST requests through to outreach serve (check the proxy in front)",
             )
         )
     health = ask(f"{base}/healthz", timeout=timeout)
@@ -168,8 +168,7 @@ def endpoint_checks(campaign: Campaign, timeout: float = TIMEOUT) -> list[Check]
                 Area.ENDPOINTS,
                 title,
                 f"{base}/healthz: {health.problem or f'answers {health.status}'}",
-                f"check that `outreach events serve` runs at {base} (it also receives the Event "
-                "Webhook)",
+                f"check that `outreach serve` runs at {base} (it also receives the Event Webhook)",
             )
         )
     return out

@@ -355,12 +355,18 @@ def find_send(ledger: Ledger, send_id: str) -> SendInfo | None:
 
 
 def unsubscribe_link(
-    ledger: Ledger, send_id: str, *, via: str, client: str | None = None
+    ledger: Ledger,
+    send_id: str,
+    *,
+    via: str,
+    client: str | None = None,
+    now: float | None = None,
 ) -> tuple[SendInfo | None, bool]:
     """Record a click on ``unsubscribe.url/<send_id>``: an ``unsubscribe`` event and suppression.
 
     Returns (the row or None when the id is unknown, whether this call changed anything).
-    Repeated requests for the same id are idempotent (one event per send id).
+    Repeated requests for the same id are idempotent (one event per send id). ``now`` (Unix
+    seconds, default the clock) is the event's timestamp.
     """
     info = find_send(ledger, send_id)
     if info is None:
@@ -371,7 +377,7 @@ def unsubscribe_link(
     event = {
         "event": "unsubscribe",
         "email": info.email,
-        "timestamp": int(time.time()),
+        "timestamp": int(time.time() if now is None else now),
         "sg_event_id": f"outreach-unsubscribe:{send_id}",
         "send_id": send_id,
         "campaign": info.campaign,

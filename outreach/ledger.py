@@ -367,6 +367,15 @@ class Ledger:
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
 
+    def ping(self) -> None:
+        """A cheap read that proves the database answers (``/healthz``); raises LedgerError."""
+        try:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"the ledger cannot be read: {exc}", where=Location(self.path)
+            ) from None
+
     def check_writable(self) -> None:
         """Fail now, before a plan is shown, if another process holds the write lock."""
         with self.transaction():

@@ -1,20 +1,25 @@
-"""The report as ONE self-contained HTML file: inline CSS, charts as inline SVG drawn with
-matplotlib (Agg backend), no scripts, no network. Staff can email it around."""
+"""The report as ONE self-contained HTML file: the shared stylesheet inlined, charts as inline
+SVG drawn with matplotlib (Agg backend), no scripts, no network. Staff can email it around.
+
+The page is the ``report/page.html`` template; its body (``report/body.html``) and the charts
+(:func:`charts`) are what the dashboard reuses to show the same model live."""
 
 from __future__ import annotations
 
-import html
 import io
 import re
+from dataclasses import dataclass
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: safe on servers and in CI
 
 import matplotlib.pyplot as plt
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from outreach.report import DIMENSIONS, Report, StepReport
+from outreach.web.templating import render_document
 
 COLORS = {
     "sent": "#9aa5b1",
@@ -25,28 +30,6 @@ COLORS = {
     "clicks": "#e07b39",
 }
 STATUS_ORDER = ("ratified", "signed", "not_signed", "unknown", "(none)")
-
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:0;background:#f5f7fa}
-main{max-width:1100px;margin:0 auto;padding:24px}
-h1{font-size:1.6em;margin:.2em 0}h2{margin-top:1.6em;border-bottom:2px solid #d9e2ec;padding-bottom:.2em}
-h3{margin:1.2em 0 .4em}
-.meta{color:#52606d}.note{background:#fff3cd;border-left:4px solid #f0b429;padding:8px 12px;margin:8px 0}
-.kpis{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.kpi{background:#fff;border:1px solid #d9e2ec;border-radius:6px;padding:8px 14px;min-width:110px}
-.kpi b{display:block;font-size:1.4em}.kpi span{color:#52606d;font-size:.85em}
-.charts{display:flex;flex-wrap:wrap;gap:16px}
-figure{background:#fff;border:1px solid #d9e2ec;border-radius:6px;margin:0;padding:8px;flex:0 1 auto;max-width:100%}
-figure svg{max-width:100%;height:auto;display:block}figcaption{color:#52606d;font-size:.85em;margin-top:4px}
-table{border-collapse:collapse;background:#fff;margin:6px 0 14px;font-size:.9em}
-th,td{border-bottom:1px solid #e4e7eb;padding:4px 10px;text-align:right}
-th:first-child,td:first-child{text-align:left}thead th{background:#eef2f7}
-details{margin:6px 0}summary{cursor:pointer;font-weight:600}
-"""
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{v * 100:.1f}%"
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -165,112 +148,37 @@ def status_chart(rep: Report) -> str | None:
     return _svg(fig, "status")
 
 
-def _table(rows: list[dict], first: str) -> str:
-    head = (
-        f"<tr><th>{html.escape(first)}</th><th>sent</th><th>delivered</th><th>bounced</th><th>dropped</th>"
-        "<th>opened</th><th>open rate</th><th>machine opens</th><th>clicked</th><th>click rate</th>"
-        "<th>unsubscribed</th><th>spam</th></tr>"
-    )
-    body = "".join(
-        "<tr>"
-        f"<td>{html.escape(r['value'])}</td><td>{r['sent']}</td><td>{r['delivered']}</td>"
-        f"<td>{r['bounced_hard'] + r['bounced_soft']}</td><td>{r['dropped']}</td>"
-        f"<td>{r['opens_unique']}</td><td>{_pct(r['open_rate'])}</td><td>{r['machine_opens_unique']}</td>"
-        f"<td>{r['clicks_unique']}</td><td>{_pct(r['click_rate'])}</td>"
-        f"<td>{r['unsubscribes']}</td><td>{r['spam_reports']}</td></tr>"
-        for r in rows
-    )
-    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+OVERVIEW_CAPTIONS = (
+    "Opens count people only: machine opens (privacy proxies) are excluded.",
+    "Each person counts once per link.",
+    "Share of delivered messages opened or clicked, by the country's OP-ICESCR status.",
+)
 
 
-def _kpis(t: dict) -> str:
-    items = [
-        ("sent", str(t["sent"])),
-        ("delivered", f"{t['delivered']} · {_pct(t['delivered_rate'])}"),
-        ("hard / soft bounces", f"{t['bounced_hard']} / {t['bounced_soft']}"),
-        ("dropped", str(t["dropped"])),
-        ("opened (people)", f"{t['opens_unique']} · {_pct(t['open_rate'])}"),
-        ("machine opens", str(t["machine_opens_unique"])),
-        ("clicked", f"{t['clicks_unique']} · {_pct(t['click_rate'])}"),
-        ("unsubscribed", str(t["unsubscribes"])),
-        ("spam reports", str(t["spam_reports"])),
-    ]
-    return (
-        '<div class="kpis">'
-        + "".join(
-            f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
-            for k, v in items
-        )
-        + "</div>"
+@dataclass
+class Charts:
+    """The report's charts as inline SVG markup: ``overview`` is (svg, caption) for each chart
+    that has data; ``funnel`` is one chart per step id."""
+
+    overview: list[tuple[Markup, str]]
+    funnel: dict[str, Markup]
+
+
+def charts(rep: Report) -> Charts:
+    """Draw every chart of ``rep`` (matplotlib escapes the text it writes into the SVG)."""
+    overview = [timeline_chart(rep), links_chart(rep), status_chart(rep)]
+    return Charts(
+        overview=[
+            (Markup(svg), caption)
+            for svg, caption in zip(overview, OVERVIEW_CAPTIONS, strict=True)
+            if svg
+        ],
+        funnel={s.step: Markup(funnel_chart(s)) for s in rep.steps},
     )
 
 
 def to_html(rep: Report) -> str:
     """The whole report page."""
-    e = html.escape
-    parts = [
-        f"<h1>{e(rep.title)} — {rep.edition} edition</h1>",
-        f'<p class="meta">Campaign <b>{e(rep.campaign)}</b>'
-        + (f", step <b>{e(rep.step_filter)}</b>" if rep.step_filter else "")
-        + f" · transport {e(rep.transport or 'none')} · {rep.events_matched} tracking event(s)"
-        + (f", {rep.events_unmatched} unmatched" if rep.events_unmatched else "")
-        + f" · generated {e(rep.generated_at)}</p>",
-    ]
-    parts += [f'<p class="note">{e(n)}</p>' for n in rep.notes]
-    overview = [timeline_chart(rep), links_chart(rep), status_chart(rep)]
-    captions = [
-        "Opens count people only: machine opens (privacy proxies) are excluded.",
-        "Each person counts once per link.",
-        "Share of delivered messages opened or clicked, by the country's OP-ICESCR status.",
-    ]
-    charts = [
-        f'<figure class="chart">{svg}<figcaption>{e(cap)}</figcaption></figure>'
-        for svg, cap in zip(overview, captions, strict=True)
-        if svg
-    ]
-    if charts:
-        parts.append('<h2>Overview</h2><div class="charts">' + "".join(charts) + "</div>")
-    for s in rep.steps:
-        parts.append(f"<h2>Step {e(s.step)}</h2>")
-        parts.append(_kpis(s.totals))
-        parts.append(
-            f'<div class="charts"><figure class="chart">{funnel_chart(s)}'
-            "<figcaption>Unique messages at each stage.</figcaption></figure></div>"
-        )
-        for dim in DIMENSIONS:
-            rows = s.by[dim]
-            if rows:
-                opened = " open" if dim in ("segment", "country_status") else ""
-                parts.append(
-                    f"<details{opened}><summary>By {e(dim.replace('_', ' '))}</summary>"
-                    + _table(rows, dim.replace("_", " "))
-                    + "</details>"
-                )
-        if s.links:
-            rows = "".join(
-                f"<tr><td>{e(link['link'])}</td><td>{link['clicks_unique']}</td><td>{link['clicks_total']}</td></tr>"
-                for link in s.links
-            )
-            parts.append(
-                "<h3>Clicks per link</h3><table><thead><tr><th>link</th><th>people</th><th>clicks</th></tr></thead>"
-                f"<tbody>{rows}</tbody></table>"
-            )
-    if rep.top_countries:
-        rows = "".join(
-            f"<tr><td>{e(c['country'])}</td><td>{e(c['country_status'].replace('_', ' '))}</td><td>{c['sent']}</td>"
-            f"<td>{c['engaged']}</td><td>{_pct(c['engagement_rate'])}</td><td>{c['opens_unique']}</td><td>{c['clicks_unique']}</td></tr>"
-            for c in rep.top_countries
-        )
-        parts.append(
-            "<h2>Top countries by engagement</h2><table><thead><tr><th>country</th><th>status</th><th>sent</th>"
-            "<th>engaged</th><th>rate</th><th>opened</th><th>clicked</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-        )
-    body = "\n".join(parts)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{e(rep.title)} — {rep.edition} edition — report</title><style>{CSS}</style></head>
-<body><main>
-{body}
-</main></body></html>
-"""
+    return render_document(
+        "report/page.html", rep=rep, charts=charts(rep), dimensions=DIMENSIONS, lang="en"
+    )

@@ -5,7 +5,7 @@
 * the From address is a verified single sender (``GET /v3/verified_senders``) or its domain is
   authenticated and validated (``GET /v3/whitelabel/domains``);
 * an Event Webhook (``GET /v3/user/webhooks/event/settings/all``) is enabled, signed, posts to
-  the campaign's server (``<unsubscribe.url's origin>/events``, where ``outreach events serve``
+  the campaign's server (``<unsubscribe.url's origin>/events``, where ``outreach serve``
   listens) with the events the reports need, and signs with the key the server verifies
   (``SENDGRID_WEBHOOK_PUBLIC_KEY``, when it is set here).
 
@@ -211,7 +211,7 @@ def webhook_check(api: SendGridAPI, ws: Workspace, campaign: Campaign) -> Check:
         return _cannot("sendgrid.webhook", title, exc, "the Event Webhook settings")
     hooks = [h for h in (data or {}).get("webhooks") or [] if isinstance(h, dict) and h.get("url")]
     fix_new = (
-        f"in {_SETTINGS}, add {expected or 'the URL of outreach events serve + /events'}, "
+        f"in {_SETTINGS}, add {expected or 'the URL of outreach serve + /events'}, "
         "enable it and turn on Signed Event Webhook"
     )
     if not hooks:
@@ -231,7 +231,7 @@ def webhook_check(api: SendGridAPI, ws: Workspace, campaign: Campaign) -> Check:
             title,
             f"the campaign has no unsubscribe.url, so its server is unknown; SendGrid posts to "
             f"{hook['url']}",
-            "set unsubscribe.url to where outreach events serve runs",
+            "set unsubscribe.url to where outreach serve runs",
         )
     hook = next((h for h in hooks if _same_url(str(h["url"]), expected)), None)
     if hook is None:
@@ -257,7 +257,7 @@ def webhook_check(api: SendGridAPI, ws: Workspace, campaign: Campaign) -> Check:
             "sendgrid.webhook",
             Area.SENDGRID,
             title,
-            f"the webhook to {expected} is not signed: outreach events serve refuses unsigned "
+            f"the webhook to {expected} is not signed: outreach serve refuses unsigned "
             "events (403)",
             f"turn on Signed Event Webhook in {_SETTINGS} and copy its verification key into "
             "SENDGRID_WEBHOOK_PUBLIC_KEY where the server runs",
@@ -290,7 +290,7 @@ def webhook_check(api: SendGridAPI, ws: Workspace, campaign: Campaign) -> Check:
             Area.SENDGRID,
             title,
             f"{result}; SENDGRID_WEBHOOK_PUBLIC_KEY is not set here, so the key was not compared",
-            "set it (environment or .env) where outreach events serve runs, and here to compare",
+            "set it (environment or .env) where outreach serve runs, and here to compare",
         )
     return ok("sendgrid.webhook", Area.SENDGRID, title, result)
 

@@ -9,7 +9,7 @@ change with who, when, why and the source. Suppressions come from
   ``dropped`` because the address is invalid, bounced, reported spam or unsubscribed,
   ``spamreport``, ``unsubscribe`` and ``group_unsubscribe``; ``group_resubscribe`` lifts a
   ``group_unsubscribe`` (and nothing stronger);
-* the one-click unsubscribe endpoint of ``outreach events serve`` (reason ``unsubscribe``);
+* the one-click unsubscribe endpoint of ``outreach serve`` (reason ``unsubscribe``);
 * ``outreach suppressions sync`` (SendGrid's own lists, see :func:`sync`);
 * ``outreach suppressions add|remove`` (manual fixes, see :func:`add` and :func:`remove`).
 

@@ -37,11 +37,14 @@ requires_chromium = pytest.mark.skipif(
 
 
 @contextmanager
-def browser_page(width: int = 600, height: int = 900) -> Iterator[tuple[object, list[str]]]:
+def browser_page(
+    width: int = 600, height: int = 900, allow: tuple[str, ...] = ()
+) -> Iterator[tuple[object, list[str]]]:
     """Yield ``(page, console_errors)``: a Playwright page and the errors it logs.
 
-    The page blocks every network request that is not ``file:``/``data:``, so a test also
-    proves the document is self-contained.
+    The page blocks every network request that is not ``file:``/``data:`` (or starts with one
+    of ``allow``, e.g. a local server under test), so a test also proves the document is
+    self-contained.
     """
     from playwright.sync_api import sync_playwright
 
@@ -58,7 +61,7 @@ def browser_page(width: int = 600, height: int = 900) -> Iterator[tuple[object, 
                 "**/*",
                 lambda route: (
                     route.continue_()
-                    if route.request.url.startswith(("file:", "data:"))
+                    if route.request.url.startswith(("file:", "data:", *allow))
                     else route.abort()
                 ),
             )

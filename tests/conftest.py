@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,84 @@ def sent_template(tmp_path_factory) -> Path:
     root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
     send_outbox(root, "circular")
     return root
+
+
+# ------------------------------------------------------------------------------------------
+# The web service (outreach serve) under Starlette's TestClient
+
+
+@pytest.fixture
+def sent_ws(sent_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A Workspace whose circular went out through the outbox (a fresh copy per test)."""
+    from outreach.workspace import Workspace
+
+    for var in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "OUTREACH_DB"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "ws"
+    shutil.copytree(sent_template, root)
+    return Workspace.open(root)
+
+
+@pytest.fixture
+def circular_rows(sent_ws) -> list[dict]:
+    """The circular's ledger rows (send_id, email, language, …) of the 2026 edition, ordered
+    by address."""
+    from outreach.ledger import Ledger
+
+    with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
+        rows = ledger.sent_rows_for_index("december", 2026, "circular", "outbox")
+    return sorted(
+        ({**dict(r), "campaign": "december", "step": "circular"} for r in rows),
+        key=lambda r: r["email"],
+    )
+
+
+@pytest.fixture
+def signer():
+    """A test ECDSA P-256 key; its headers carry the timestamp tests.dates.WEBHOOK_NOW."""
+    from tests.tracking_support import Signer
+
+    return Signer.new()
+
+
+@pytest.fixture
+def serve_app(sent_ws, signer):
+    """``serve_app(**settings)`` → a started TestClient of ``outreach serve``'s app on
+    ``sent_ws``, its clock fixed at WEBHOOK_NOW and its webhook key the ``signer``'s.
+    ``client=("127.0.0.1", 50000)`` and ``ws=`` are passed on; the rest are ServerSettings."""
+    from starlette.testclient import TestClient
+
+    from outreach.web.app import create_app
+    from outreach.web.services import ServerSettings
+    from tests.dates import WEBHOOK_NOW
+
+    with contextlib.ExitStack() as stack:
+
+        def make(*, ws=None, client=("testclient", 50000), **settings) -> TestClient:
+            settings.setdefault("public_key", signer.public_b64)
+            settings.setdefault("now", WEBHOOK_NOW)
+            app = create_app(ws or sent_ws, ServerSettings(**settings))
+            return stack.enter_context(TestClient(app, client=client))
+
+        yield make
+
+
+@pytest.fixture
+def webhook(serve_app, signer):
+    """``webhook(body, timestamp=None, headers=None, client=None)`` POSTs ``body`` (bytes, or
+    events to encode) to ``/events``, signed by ``signer`` unless ``headers`` are given."""
+    import json
+
+    default = serve_app(max_body=200_000)
+
+    def post(body, *, timestamp=None, headers=None, client=None):
+        if not isinstance(body, bytes):
+            body = json.dumps(body, separators=(",", ":")).encode()
+        hdrs = signer.headers(body, timestamp) if headers is None else headers
+        return (client or default).post("/events", content=body, headers=hdrs)
+
+    post.client = default
+    return post
 
 
 @pytest.fixture(scope="session")

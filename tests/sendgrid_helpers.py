@@ -31,7 +31,7 @@ ENV = (
 
 
 UNSUBSCRIBE_TODO = (
-    "  todo: deploy `outreach events serve` at outreach.escr-net.org, then delete this line\n"
+    "  todo: deploy `outreach serve` at outreach.escr-net.org, then delete this line\n"
 )
 
 

@@ -1,5 +1,5 @@
 """``outreach doctor``: DNS from a local DNS server (good and broken zones), the SendGrid account
-from the strict fake, the endpoints from the real ``outreach events serve`` app over https with
+from the strict fake, the endpoints from the real ``outreach serve`` app over https with
 a throw-away CA, the content from the rendered variants. Nothing reaches the internet."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from outreach.ledger import Ledger
 from outreach.mailauth import dns_checks
 from outreach.send import SendOptions, prepare
 from outreach.sendgrid_account import account_checks
-from outreach.server import App, ServerSettings
+from outreach.web.app import create_app
+from outreach.web.services import ServerSettings
 from outreach.workspace import Workspace
 from tests.dates import CIRCULAR_DUE
 from tests.dns_fake import FakeDNS, broken_zone, good_zone, sendgrid_records
@@ -71,9 +72,9 @@ def world(
     signer = Signer.new()
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_b64)
     ws = Workspace.open(root)
+    app = create_app(ws, ServerSettings(public_key=signer.public_b64))
     with (
-        Ledger.open(ws.db_url(), ws.root) as ledger,
-        serve_https(App(ws, ledger, ServerSettings(signer.public_b64)).app, ca, tmp_path) as origin,
+        serve_https(app, ca, tmp_path) as origin,
         FakeDNS(good_zone(DOMAIN)) as dns,
     ):
         edit(root / "campaigns/december.yaml", SHIPPED_UNSUBSCRIBE, f"url: {origin}/u")
@@ -355,10 +356,7 @@ def campaign_at(root: Path, origin: str):
 def test_endpoints_of_the_real_server_pass(tmp_path: Path, ca: trustme.CA) -> None:
     root = copy_fixture(tmp_path / "ws")
     ws = Workspace.open(root)
-    with (
-        Ledger.open(ws.db_url(), ws.root) as ledger,
-        serve_https(App(ws, ledger, ServerSettings(None, insecure=True)).app, ca, tmp_path) as o,
-    ):
+    with serve_https(create_app(ws, ServerSettings(insecure=True)), ca, tmp_path) as o:
         checks = endpoint_checks(campaign_at(root, o))
     assert [(c.id, c.status) for c in checks] == [
         ("endpoints.unsubscribe", Status.OK),
@@ -399,7 +397,7 @@ def test_endpoints_nothing_listening(tmp_path: Path) -> None:
     [check] = endpoint_checks(campaign_at(root, f"https://127.0.0.1:{free_port()}"))
     assert check.status is Status.FAIL
     assert "cannot be reached: the connection was refused" in check.result
-    assert check.fix.startswith("deploy `outreach events serve` behind https at https://127.0.0.1")
+    assert check.fix.startswith("deploy `outreach serve` behind https at https://127.0.0.1")
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from outreach.cli import main
 from outreach.events import ingest
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
-from outreach.report import CSV_FIELDS, METRICS, LinkNamer, render, report
+from outreach.report import METRICS, LinkNamer, report
+from outreach.report_formats import CSV_FIELDS, render
 from outreach.workspace import Workspace
 from tests.tracking_support import make_workspace
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from outreach.report import render, report
+from outreach.report import report
+from outreach.report_formats import render
 from outreach.workspace import Workspace
 from tests.browser import browser_page, requires_chromium
 from tests.test_report import add_events

@@ -1,6 +1,6 @@
 """The whole loop through SendGrid: send the example campaign to the fake SendGrid, turn what it
 received into the signed events SendGrid would post (custom_args copied into each event,
-``sg_message_id`` built from the X-Message-Id), POST them to a real ``outreach events serve``,
+``sg_message_id`` built from the X-Message-Id), POST them to a real ``outreach serve``,
 then check ``outreach report --format json`` and the plan of the follow-up step."""
 
 from __future__ import annotations

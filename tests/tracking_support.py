@@ -1,11 +1,15 @@
 """Helpers for the tracking tests: an example workspace, a test ECDSA P-256 key that signs
-webhook bodies the way SendGrid does, a real ``outreach events serve`` subprocess, and a raw
-HTTP client that can send what a well-behaved client would not (truncated, oversized bodies)."""
+webhook bodies the way SendGrid does, a real ``outreach serve`` subprocess, and a raw HTTP
+client that can send what a well-behaved client would not (truncated, oversized bodies).
+
+Signed timestamps and the servers' clocks default to :data:`tests.dates.WEBHOOK_NOW`, so that
+no test depends on the day it runs."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -14,10 +18,13 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.dates import CIRCULAR_DUE, WEBHOOK_NOW
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,13 +54,15 @@ def send_outbox(root: Path, step: str = "circular", now=None):
 
 @dataclass
 class Signer:
-    """A test key pair; ``public_b64`` is what SendGrid shows as the verification key."""
+    """A test key pair; ``public_b64`` is what SendGrid shows as the verification key.
+    Headers carry the timestamp ``now`` unless told otherwise."""
 
     private: ec.EllipticCurvePrivateKey
+    now: int = WEBHOOK_NOW
 
     @classmethod
-    def new(cls) -> Signer:
-        return cls(ec.generate_private_key(ec.SECP256R1()))
+    def new(cls, now: int = WEBHOOK_NOW) -> Signer:
+        return cls(ec.generate_private_key(ec.SECP256R1()), now)
 
     @property
     def public_b64(self) -> str:
@@ -67,7 +76,7 @@ class Signer:
         return base64.b64encode(sig).decode()
 
     def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
+        ts = str(self.now if timestamp is None else timestamp)
         return {
             "X-Twilio-Email-Event-Webhook-Signature": self.sign(body, ts),
             "X-Twilio-Email-Event-Webhook-Timestamp": ts,
@@ -92,9 +101,18 @@ class Server:
 
 
 @contextmanager
-def run_server(root: Path, env_extra: dict[str, str], *args: str):
-    """A real ``outreach events serve`` subprocess on a free loopback port."""
+def run_server(
+    root: Path,
+    env_extra: dict[str, str],
+    *args: str,
+    now: int | None = WEBHOOK_NOW,
+    command: tuple[str, ...] = ("serve",),
+):
+    """A real ``outreach serve`` subprocess on a free loopback port, its clock fixed at ``now``
+    (``None``: the real clock). ``command`` may be the old ``("events", "serve")``."""
     port = free_port()
+    if now is not None:
+        args = (*args, "--now", datetime.fromtimestamp(now, UTC).isoformat())
     log_path = root / f"serve-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDGRID_")}
     env.update(env_extra)
@@ -107,8 +125,7 @@ def run_server(root: Path, env_extra: dict[str, str], *args: str):
                 "outreach",
                 "-C",
                 str(root),
-                "events",
-                "serve",
+                *command,
                 "--port",
                 str(port),
                 *args,
@@ -193,3 +210,91 @@ def http(
         k, _, v = line.partition(":")
         hdrs[k.strip().lower()] = v.strip()
     return status, hdrs, rest
+
+
+# ------------------------------------------------------------------------------------------
+# SendGrid-shaped events for the example circular's sends
+
+MODEL_LETTER = "https://www.escr-net.org/"
+# an hour after the 2026 circular went out (events of the 2026 edition, before WEBHOOK_NOW)
+EVENTS_T0 = int(datetime.fromisoformat(CIRCULAR_DUE).timestamp()) + 3600
+SHARE_X = "https://x.com/intent/post?text=Move%20forward%20%23Chile%20and%20%23RatifyOPICESCR"
+
+
+class Events:
+    """Events for ledger rows, with custom_args as top-level keys (as SendGrid posts them)."""
+
+    def __init__(self, rows: list[dict], t0: int) -> None:
+        self.rows = rows
+        self.t0 = t0
+        self.n = 0
+
+    def ev(self, i: int, event: str, minutes: int = 0, **extra) -> dict:
+        r = self.rows[i]
+        self.n += 1
+        return {
+            "email": r["email"],
+            "timestamp": self.t0 + minutes * 60,
+            "smtp-id": f"<{r['send_id']}@escr-net.org>",
+            "event": event,
+            "category": ["op-icescr", "december", "circular"],
+            "sg_event_id": f"ev-{i}-{event}-{self.n}",
+            "sg_message_id": f"msg{i:03d}.filterdrecv-1-{self.n}.0",
+            "send_id": r["send_id"],
+            "campaign": r["campaign"],
+            "step": r["step"],
+            **extra,
+        }
+
+
+def circular_batches(
+    rows: list[dict], t0: int = EVENTS_T0
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Three webhook batches for the circular's 57 rows (ordered by address).
+
+    1. processed for all; hard bounces for 0 and 1, a block (soft) for 2, a drop for 3, a
+       deferral for 34; delivered for 4…56.
+    2. human opens by 4…23 (4…7 twice); machine opens by 20…29 (24…29 only machines); clicks on
+       the model letter by 4…9 and 30 (30 with the pixel blocked), on a share link by 4, 10,
+       11; a spam report by 12; group unsubscribes by 32 and 33; two events that match nothing.
+    3. a group resubscribe by 32.
+    """
+    E = Events(rows, t0)
+    b1: list[dict] = [E.ev(i, "processed") for i in range(len(rows))]
+    b1 += [
+        E.ev(0, "bounce", 1, type="bounce", status="5.1.1", reason="550 5.1.1 user unknown"),
+        E.ev(1, "bounce", 1, type="bounce", status="5.1.1", reason="550 5.1.1 no such user"),
+        E.ev(2, "bounce", 1, type="blocked", status="4.0.0", reason="greylisted"),
+        E.ev(3, "dropped", 1, reason="Invalid"),
+        E.ev(34, "deferred", 1, response="451 try later", attempt="1"),
+    ]
+    b1 += [E.ev(i, "delivered", 2, response="250 OK") for i in range(4, len(rows))]
+    b2: list[dict] = []
+    for i in range(4, 24):
+        b2.append(E.ev(i, "open", 60 + i, sg_machine_open=False, useragent="Mozilla/5.0"))
+    for i in range(4, 8):
+        b2.append(E.ev(i, "open", 600 + i, sg_machine_open=False))
+    for i in range(20, 30):
+        b2.append(E.ev(i, "open", 5 + i, sg_machine_open=True, useragent="Mozilla/5.0 (proxy)"))
+    for i in range(4, 10):
+        b2.append(
+            E.ev(i, "click", 90 + i, url=MODEL_LETTER, url_offset={"index": 0, "type": "html"})
+        )
+    for i in (4, 10, 11):
+        b2.append(E.ev(i, "click", 95 + i, url=SHARE_X))
+    b2.append(E.ev(30, "click", 120, url=MODEL_LETTER))
+    b2.append(E.ev(12, "spamreport", 200))
+    b2.append(E.ev(32, "group_unsubscribe", 300, asm_group_id=4242))
+    b2.append(E.ev(33, "group_unsubscribe", 300, asm_group_id=4242))
+    stray = E.ev(5, "open", 61, sg_machine_open=False)
+    stray.update(send_id="f" * 32, sg_event_id="stray-1")  # this campaign, no such message
+    b2.append(stray)
+    other = E.ev(6, "delivered", 2)
+    other.update(send_id="0" * 32, campaign="some-other-campaign", sg_event_id="stray-2")
+    b2.append(other)
+    b3 = [E.ev(32, "group_resubscribe", 400, asm_group_id=4242)]
+    return b1, b2, b3
+
+
+def body(events: list[dict]) -> bytes:
+    return json.dumps(events, separators=(",", ":")).encode()

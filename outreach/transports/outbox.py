@@ -13,7 +13,6 @@ list of ``<URI>`` that mail clients can use.
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from typing import Any
 
 from outreach.ledger import Ledger, Row
 from outreach.transports.base import Batch, Delivery, Recipient, Transport
+from outreach.web.templating import render_document
 
 _SAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 _HARD_LIMIT = 998  # RFC 5322 §2.1.1: characters per line, without the CRLF
@@ -206,7 +206,8 @@ class OutboxTransport(Transport):
         return out
 
     def write_index(self, ledger: Ledger, step: str) -> Path | None:
-        """``outbox/<campaign>/<step>/index.html`` linking every message written for the step."""
+        """``outbox/<campaign>/<edition>/<step>/index.html`` linking every message written for
+        the step."""
         folder = self.step_dir(step)
         rows = ledger.sent_rows_for_index(
             self.campaign.name, self.campaign.edition, step, self.name
@@ -214,34 +215,26 @@ class OutboxTransport(Transport):
         if not rows and not folder.exists():
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        items = []
-        for r in rows:
-            name = eml_name(r["email"], r["send_id"])
-            items.append(
-                "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>".format(
-                    html.escape(name),
-                    html.escape(r["email"]),
-                    html.escape(r["relationship"] or ""),
-                    html.escape(r["country"] or "—"),
-                    html.escape(r["country_status"] or ""),
-                    html.escape(r["language"] or ""),
-                    html.escape(r["variant"] or ""),
-                )
-            )
-        page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Outbox: {html.escape(self.campaign.name)} / {html.escape(step)}</title>
-<style>body{{font:14px/1.4 system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}.note{{background:#fff3cd;padding:8px}}</style>
-</head><body>
-<h1>Outbox: {html.escape(self.campaign.title)} — step <code>{html.escape(step)}</code></h1>
-<p class="note">Nothing here was emailed. These are the messages the <b>outbox</b> transport wrote,
-exactly as they would be sent ({len(rows)} messages). Open an <code>.eml</code> file with a mail client.</p>
-<table><thead><tr><th>message</th><th>to</th><th>relationship</th><th>country</th><th>status</th><th>language</th><th>variant</th></tr></thead>
-<tbody>
-{chr(10).join(items)}
-</tbody></table></body></html>
-"""
+        messages = [
+            {
+                "file": eml_name(r["email"], r["send_id"]),
+                "email": r["email"],
+                "relationship": r["relationship"] or "",
+                "country": r["country"] or "—",
+                "country_status": r["country_status"] or "",
+                "language": r["language"] or "",
+                "variant": r["variant"] or "",
+            }
+            for r in rows
+        ]
+        page = render_document(
+            "outbox/index.html",
+            campaign=self.campaign.name,
+            title=self.campaign.title,
+            edition=self.campaign.edition,
+            step=step,
+            messages=messages,
+        )
         path = folder / "index.html"
         path.write_text(page, encoding="utf-8")
         return path

@@ -22,7 +22,7 @@ Payload of one request::
 
 Unsubscribe, in order of preference:
 
-* **own endpoint** (``unsubscribe.url``, served by ``outreach events serve``): every
+* **own endpoint** (``unsubscribe.url``, served by ``outreach serve``): every
   personalization carries ``List-Unsubscribe: <URL/send_id>, <mailto:…>`` and
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058), and the footer's
   ``unsubscribe_url`` is the same URL. SendGrid's subscription tracking is switched *off*, so

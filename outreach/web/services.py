@@ -1,0 +1,143 @@
+"""What the routes of one ``outreach serve`` worker share: the workspace, the settings, a clock,
+the counters it logs, the templates, and its own store connection.
+
+Route modules receive a :class:`Services` and reach the store only through :meth:`Services.db`,
+which runs a store call in a worker thread, one call at a time (one connection per process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.templating import Jinja2Templates
+
+from outreach.ledger import Ledger
+from outreach.web.templating import environment
+from outreach.workspace import Workspace
+
+log = logging.getLogger("outreach.server")
+
+DEFAULT_MAX_AGE = 600
+DEFAULT_MAX_BODY = 5 * 1024 * 1024
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerSettings:
+    """How the app behaves. Everything but the key travels to worker processes as JSON."""
+
+    public_key: str | None = None  # SENDGRID_WEBHOOK_PUBLIC_KEY (re-read by each worker)
+    insecure: bool = False  # accept unsigned webhook requests (local tests only)
+    max_age: int = DEFAULT_MAX_AGE  # seconds a signed timestamp may be from now
+    max_body: int = DEFAULT_MAX_BODY  # bytes of webhook body
+    unsubscribe_prefixes: tuple[str, ...] = ("/u",)
+    proxy_headers: bool = False  # trust X-Forwarded-Proto/-For from forwarded_allow_ips
+    forwarded_allow_ips: str = DEFAULT_TRUSTED_PROXIES
+    now: float | None = None  # a fixed clock in Unix seconds (tests, the hidden --now)
+
+    def shared(self) -> dict:
+        """The settings a worker process receives (JSON-safe, without the key)."""
+        return {k: v for k, v in asdict(self).items() if k != "public_key"}
+
+    @classmethod
+    def from_shared(cls, data: dict, public_key: str | None) -> ServerSettings:
+        return cls(
+            public_key=public_key,
+            **{**data, "unsubscribe_prefixes": tuple(data["unsubscribe_prefixes"])},
+        )
+
+
+@dataclass
+class Stats:
+    """Counters of one worker, logged on every rejection and when it stops."""
+
+    rejected: Counter = field(default_factory=Counter)
+    batches: int = 0
+    events: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    unsubscribes: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.batches} batch(es), {self.events} event(s), {self.stored} stored, "
+            f"{self.duplicates} duplicate, {self.unmatched} unmatched, "
+            f"{self.unsubscribes} unsubscribe(s); rejections: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none")
+        )
+
+
+class Services:
+    """Shared by the routes of one app (one per worker process)."""
+
+    def __init__(
+        self, ws: Workspace, settings: ServerSettings, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.ws = ws
+        self.settings = settings
+        if clock is None:
+            fixed = settings.now
+            clock = time.time if fixed is None else (lambda: fixed)
+        self.clock = clock
+        self.stats = Stats()
+        self.templates = Jinja2Templates(env=environment())
+        self.ledger: Ledger | None = None
+        self._lock = threading.Lock()
+
+    # -- the store ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open this worker's own connection (at startup; migrations ran in the parent)."""
+        self.ledger = Ledger.open(self.ws.db_url(), self.ws.root)
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """``fn(ledger, *args, **kw)`` in a worker thread, never two at once on the connection."""
+        return await run_in_threadpool(self._locked, fn, *args, **kw)
+
+    def _locked(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        with self._lock:
+            if self.ledger is None:
+                raise RuntimeError("the app's store is not open (was the lifespan started?)")
+            return fn(self.ledger, *args, **kw)
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def reject(self, status: int, reason: str, request: Request, detail: str = "") -> Response:
+        """A plain-text refusal, logged with its reason and the running count per reason."""
+        self.stats.rejected[reason] += 1
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.rejected.items()))
+        client = request.client.host if request.client else "?"
+        log.warning(
+            "rejected %s %s from %s%s (rejections so far: %s)",
+            status,
+            reason,
+            client,
+            f": {detail}" if detail else "",
+            counts,
+        )
+        return PlainTextResponse(f"{status} {reason}\n", status_code=status)
+
+    def page(
+        self, request: Request, template: str, context: dict[str, Any], *, status: int = 200
+    ) -> Response:
+        """A page from ``outreach/web/templates`` (never cached: it may name a recipient)."""
+        return self.templates.TemplateResponse(
+            request, template, context, status_code=status, headers={"Cache-Control": "no-store"}
+        )
