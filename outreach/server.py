@@ -420,7 +420,7 @@ def serve(
             max_age,
             max_body,
             ", ".join(p + "/<send_id>" for p in settings.unsubscribe_prefixes),
-            ledger.path,
+            ledger.location,
         )
         config = uvicorn.Config(
             app.app,
