@@ -19,6 +19,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.stores import attach
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,7 +29,7 @@ def make_workspace(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("campaigns", "lists", "templates"):
         shutil.copytree(REPO / name, dest / name)
-    return dest
+    return attach(dest)
 
 
 def send_outbox(root: Path, step: str = "circular", now=None):
