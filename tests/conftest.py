@@ -35,22 +35,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_backends: run on SQLite and on PostgreSQL (OUTREACH_TEST_PG_URL)"
     )
+    config.addinivalue_line(
+        "markers", "postgresql_only: run on PostgreSQL only (OUTREACH_TEST_PG_URL)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_backends"
-    ):
-        params = [
-            "sqlite",
-            pytest.param(
-                "postgresql",
-                marks=()
-                if os.environ.get(stores.PG_ENV)
-                else pytest.mark.skip(reason=stores.SKIP_REASON),
-            ),
-        ]
-        metafunc.parametrize("backend", params, indirect=True, scope="module")
+    if "backend" not in metafunc.fixturenames:
+        return
+    pg = pytest.param(
+        "postgresql",
+        marks=() if os.environ.get(stores.PG_ENV) else pytest.mark.skip(reason=stores.SKIP_REASON),
+    )
+    if metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", ["sqlite", pg], indirect=True, scope="module")
+    elif metafunc.definition.get_closest_marker("postgresql_only"):
+        metafunc.parametrize("backend", [pg], indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
