@@ -1,16 +1,19 @@
 """Webhook ingestion throughput: batches of 1,000 signed SendGrid events, verified and stored
-in SQLite (synchronous=FULL, one transaction per batch).
+(one durable transaction per batch), in each store backend in turn, in the same run.
 
 1. ``ingest()`` alone (parse + match + insert + suppressions), and verify + ingest in-process;
-2. through a real ``outreach events serve`` subprocess over loopback HTTP, with 1 and 2 clients
-   POSTing pre-signed batches back to back (signing is the client's cost, done before timing).
+2. through real ``outreach events serve`` subprocesses over loopback HTTP: one server with 1
+   and 2 clients, and two servers (two workers) with one client each, POSTing pre-signed
+   batches back to back (signing is the client's cost, done before timing).
 
 Usage: python benchmarks/bench_ingest.py [--events 100000] [--sends 100000]
+       [--backend sqlite --backend postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -21,11 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from synth import add_sends, events_for, workspace
+from synth import add_sends, events_for, open_ledger, workspace
 from tracking_support import Signer, http, run_server
 
 from outreach.events import ingest
-from outreach.ledger import Ledger
 from outreach.server import load_verifier, verify
 
 BATCH = 1000
@@ -43,7 +45,7 @@ def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
     verifier = load_verifier(signer.public_b64)
     signed = [(b, signer.headers(b)) for b in bodies]
     n = 0
-    with Ledger.open(f"sqlite:///{root / '.outreach' / 'outreach.db'}", root) as ledger:
+    with open_ledger(root) as ledger:
         t0 = time.perf_counter()
         for body, _h in signed[: len(signed) // 2]:
             res = ingest(ledger, json.loads(body), "webhook")
@@ -67,17 +69,24 @@ def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
     }
 
 
-def bench_server(root: Path, bodies: list[bytes], signer: Signer, clients: int) -> dict:
+def bench_server(
+    root: Path, bodies: list[bytes], signer: Signer, clients: int, servers: int = 1
+) -> dict:
     key = {"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_b64}
-    with run_server(root, key, "--max-age", "3600") as server:
+    with contextlib.ExitStack() as stack:
+        ports = [
+            stack.enter_context(run_server(root, key, "--max-age", "3600")).port
+            for _ in range(servers)
+        ]
         signed = [(b, signer.headers(b)) for b in bodies]
         parts = [signed[i::clients] for i in range(clients)]
         stored = [0] * clients
         errors: list[str] = []
 
         def worker(k: int) -> None:
+            port = ports[k % servers]
             for body, h in parts[k]:
-                status, _hd, resp = http(server.port, "POST", "/events", body, h, timeout=60)
+                status, _hd, resp = http(port, "POST", "/events", body, h, timeout=60)
                 if status != 200:
                     errors.append(f"{status} {resp[:100]!r}")
                     return
@@ -94,6 +103,7 @@ def bench_server(root: Path, bodies: list[bytes], signer: Signer, clients: int) 
         raise SystemExit(f"server errors: {errors[:3]}")
     total = sum(stored)
     return {
+        "servers": servers,
         "clients": clients,
         "events": total,
         "seconds": round(dt, 2),
@@ -106,18 +116,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--sends", type=int, default=100_000)
+    ap.add_argument("--backend", action="append", choices=("sqlite", "postgresql"))
     args = ap.parse_args()
     signer = Signer.new()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
-        root = workspace(Path(tmp) / "ws")
-        sends = add_sends(root, args.sends)
-        results["function"] = bench_function(root, batches(sends, args.events, 10), signer)
-        print(json.dumps(results["function"]), flush=True)
-        for clients, seed in ((1, 11), (2, 12)):
-            r = bench_server(root, batches(sends, args.events, seed), signer, clients)
-            results[f"server_{clients}_client"] = r
-            print(json.dumps(r), flush=True)
+    results: dict = {}
+    for backend in args.backend or ["sqlite"]:
+        with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
+            root = workspace(Path(tmp) / "ws", backend)
+            sends = add_sends(root, args.sends)
+            res = results[backend] = {}
+            res["function"] = bench_function(root, batches(sends, args.events, 10), signer)
+            print(backend, json.dumps(res["function"]), flush=True)
+            for servers, clients, seed in ((1, 1, 11), (1, 2, 12), (2, 2, 13)):
+                r = bench_server(root, batches(sends, args.events, seed), signer, clients, servers)
+                res[f"server_{servers}x{clients}"] = r
+                print(backend, json.dumps(r), flush=True)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(results, indent=2))

@@ -289,8 +289,10 @@ def _store(
             result.unmatched += 1
             if len(result.unmatched_examples) < 10:
                 result.unmatched_examples.append(_why_unmatched(e))
-    # suppressions follow the events' own order in time (a resubscribe after an unsubscribe)
-    new.sort(key=lambda i: (evs[i].timestamp or 0, i))
+    # each address's suppressions follow its events' order in time (a resubscribe after an
+    # unsubscribe); addresses go in one order, so concurrent ingestions lock their rows in the
+    # same order and do not deadlock
+    new.sort(key=lambda i: ((evs[i].email or "").strip().lower(), evs[i].timestamp or 0, i))
     for i in new:
         result.suppressions_changed += suppressions.from_event(
             ledger, evs[i].original, source=source, who=who or _who(source)

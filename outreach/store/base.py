@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -338,8 +340,9 @@ class Store:
         self._depth = 0
         self._call(self._commit)
 
-    def atomic(self, work: Callable[[], T], attempts: int = 5) -> T:
-        """``work()`` in one transaction, run again when a concurrent writer got in the way."""
+    def atomic(self, work: Callable[[], T], attempts: int = 8) -> T:
+        """``work()`` in one transaction, run again (after a short random pause) when a
+        concurrent writer got in the way."""
         for attempt in range(attempts):
             try:
                 with self.transaction():
@@ -347,6 +350,7 @@ class Store:
             except StoreConflict:
                 if attempt == attempts - 1 or self._depth:
                     raise
+                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
         raise AssertionError("unreachable")
 
     # -- the exclusive send lock ------------------------------------------------------------
