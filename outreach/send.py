@@ -20,6 +20,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
+from outreach.checks import Checkup
 from outreach.contacts import (
     Contact,
     ContactList,
@@ -40,6 +41,7 @@ from outreach.exceptions import (
     UnknownOutcome,
 )
 from outreach.ledger import Ledger, Row, new_id, short_id
+from outreach.readiness import plan_checks, refuse_unready
 from outreach.render import Renderer, Variant, lint_template_sources
 from outreach.transports import Batch, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
@@ -59,6 +61,7 @@ class SendOptions:
     resend_cancelled: bool = False
     yes: bool = False
     allow_late: bool = False
+    force: bool = False  # send for real despite a failed readiness check (reputation guard)
     now: datetime | None = None
     edition: int | None = None  # None: the edition current at ``now``
 
@@ -94,6 +97,7 @@ class SendPlan:
     renderer: Renderer
     builder: ContextBuilder
     countries: CountryTable
+    checks: Checkup | None = None  # the readiness checks (outreach.readiness), set by send()
 
     @property
     def total(self) -> int:
@@ -697,6 +701,7 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
             ledger.acquire_send_lock(name)
             ledger.check_writable()
         plan = prepare(ws, name, options, ledger)
+        plan.checks = plan_checks(plan, ledger)
         ui.show_plan(plan)
         summary = SendSummary(
             plan.campaign.name,
@@ -720,6 +725,7 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
             return summary
         if plan.total == 0:
             return summary
+        refuse_unready(plan)  # a failed check (e.g. the reputation guard) stops a real send
         if plan.late_steps and plan.transport.real and not options.allow_late:
             names = ", ".join(
                 f"{sp.step.id} (due {sp.step.send_at:%Y-%m-%d %H:%M %Z})" for sp in plan.late_steps

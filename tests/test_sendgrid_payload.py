@@ -163,11 +163,14 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
             "from",
             "reply_to",
             "subject",
+            "headers",
             "content",
             "categories",
             "tracking_settings",
             "mail_settings",
         }
+        # the campaign's List-Id (RFC 2919) once per request; List-Unsubscribe per recipient
+        assert body["headers"] == {"List-Id": "SendGrid fixture <sg.example.org>"}
         assert body["from"] == {"email": "sender@example.org", "name": "Coalition Test"}
         assert body["reply_to"] == {
             "email": "coordinator@example.org",
@@ -299,6 +302,7 @@ def test_asm_group_mode(sg: Path, fake: FakeSendGrid) -> None:
         assert f"{fake.url}/asm/unsubscribe?group=42&amp;to={m.to}" not in m.html
         assert f'href="{fake.url}/asm/unsubscribe?group=42&to={m.to}"' in m.html
         assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert m.headers["List-Id"] == "SendGrid fixture <sg.example.org>"
 
 
 def test_subscription_tracking_mode(sg: Path, fake: FakeSendGrid) -> None:
@@ -316,6 +320,7 @@ def test_subscription_tracking_mode(sg: Path, fake: FakeSendGrid) -> None:
     for m in fake.messages:
         assert f'href="{fake.url}/subscription/unsubscribe?to={m.to}"' in m.html
         assert m.headers["List-Unsubscribe"].startswith(f"<{fake.url}/subscription/")
+        assert m.headers["List-Id"] == "SendGrid fixture <sg.example.org>"
 
 
 def test_own_endpoint_with_group_keeps_our_headers(sg: Path, fake: FakeSendGrid) -> None:
