@@ -262,7 +262,10 @@ def load(
     if rows:
         arr = np.array(rows, dtype=object)  # one 2-D conversion: 3x faster than zip(*rows)
         del rows
-        pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
+        if found.by_position:  # the database matched them (and left the others out)
+            pos = arr[:, 0].astype(np.int64)
+        else:
+            pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
         keep = pos >= 0  # events of another transport's (or step's) messages are left out
         ev_row = pos[keep].astype(np.int64)
         ev_kind = arr[keep, 1].astype(np.int8)

@@ -137,9 +137,10 @@ class ReportRows:
     """What ``outreach report`` reads: an edition's sends and their (matched) events."""
 
     sends: list[tuple]  # REPORT_SEND_COLUMNS, ordered by send id
-    events: list[tuple]  # (send_id, kind index, timestamp, url)
+    events: list[tuple]  # (send_id or, with by_position, the send's index in sends; kind, ts, url)
     matched: int  # matched events of the campaign's edition (any kind)
     unmatched: int  # events that match no send, within the edition's time window
+    by_position: bool = False  # events name their send by its index in ``sends``
 
 
 class StoreUnavailable(LedgerError):

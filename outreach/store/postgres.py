@@ -25,7 +25,14 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 
 from outreach.exceptions import LedgerError
-from outreach.store.base import EVENT_COLUMNS, SERIAL_TABLES, Store, StoreConflict, StoreUnavailable
+from outreach.store.base import (
+    EVENT_COLUMNS,
+    SERIAL_TABLES,
+    ReportRows,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+)
 from outreach.store.url import StoreURL, redact_url
 
 CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
@@ -254,6 +261,58 @@ class PostgresStore(Store):
             if self.conn is None or self._depth == 0:
                 self._staging = False
             raise
+
+    # -- the report ---------------------------------------------------------------------------
+
+    def report_rows(self, campaign, edition, transport, step, window) -> ReportRows:
+        """As on SQLite, but the database joins each event to its send and returns the send's
+        index, not its 32-character id (a million fewer strings to parse and look up), read in
+        binary from one snapshot (so that both lists agree)."""
+        from outreach.store.base import REPORT_EVENT_NAMES, REPORT_KIND_SQL, REPORT_SEND_COLUMNS
+
+        where = "s.campaign = %s AND s.edition = %s AND s.transport = %s"
+        args: list = [campaign, edition, transport or ""]
+        if step:
+            where += " AND s.step = %s"
+            args.append(step)
+        step_sql = " AND step = %s" if step else ""
+        step_arg = [step] if step else []
+
+        def run() -> ReportRows:
+            conn = self._live()
+            with self.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                with conn.cursor(binary=True) as cur:
+                    cols = ", ".join("s." + c for c in REPORT_SEND_COLUMNS)
+                    cur.execute(
+                        f"SELECT {cols} FROM sends s WHERE {where} ORDER BY s.send_id", args
+                    )
+                    sends = cur.fetchall()
+                    cur.execute(
+                        f"""WITH s AS (SELECT s.send_id, row_number() OVER (ORDER BY s.send_id) - 1
+                                       AS pos FROM sends s WHERE {where})
+                            SELECT s.pos::int, {REPORT_KIND_SQL}, e.timestamp, e.url
+                            FROM events e JOIN s ON s.send_id = e.send_id
+                            WHERE e.campaign = %s AND e.edition = %s AND e.matched = 1
+                              AND e.event = ANY(%s)""",
+                        [*args, campaign, edition, list(REPORT_EVENT_NAMES)],
+                    )
+                    events = cur.fetchall()
+                    cur.execute(
+                        "SELECT count(*) FROM events WHERE campaign = %s AND edition = %s "
+                        "AND matched = 1" + step_sql,
+                        [campaign, edition, *step_arg],
+                    )
+                    matched = cur.fetchone()[0]
+                    cur.execute(
+                        "SELECT count(*) FROM events WHERE campaign = %s AND matched = 0 "
+                        "AND timestamp >= %s AND timestamp < %s" + step_sql,
+                        [campaign, window[0], window[1], *step_arg],
+                    )
+                    unmatched = cur.fetchone()[0]
+            return ReportRows(sends, events, int(matched), int(unmatched), by_position=True)
+
+        return self._call(run)
 
     # -- copies -------------------------------------------------------------------------------
 
