@@ -168,11 +168,20 @@ def test_several_servers_ingest_at_once_without_loss_or_duplicate(tmp_path: Path
             with lock:
                 return reader.event_rows(sg_event_id=eid)
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+        failures: list[BaseException] = []
+
+        def guarded(k: int) -> None:
+            try:
+                client(k)
+            except BaseException as exc:  # reported below: a thread's assert is not a failure
+                failures.append(exc)
+
+        threads = [threading.Thread(target=guarded, args=(k,)) for k in range(3)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()  # each client's posts have deadlines
+        assert not failures, (failures, a.log[-3000:], b.log[-3000:], c.log[-3000:])
         assert all(committed_before_2xx), "a 2xx came before the events were committed"
         stored = reader.event_rows()
     assert len(stored) == len(unique) and {e["sg_event_id"] for e in stored} == unique
@@ -233,13 +242,23 @@ def test_connections_killed_mid_ingestion_lose_nothing(tmp_path: Path) -> None:
             finally:
                 done.set()
 
-        t = threading.Thread(target=client)
+        failures: list[BaseException] = []
+
+        def guarded() -> None:
+            try:
+                client()
+            except BaseException as exc:
+                failures.append(exc)
+                done.set()
+
+        t = threading.Thread(target=guarded)
         t.start()
         kills = 0
         while not done.is_set() and kills < 200:
             kills += stores.SERVER[0].terminate("outreach events%")
             time.sleep(0.05)
         t.join()
+        assert not failures, (failures, server.log[-3000:])
     assert kills >= 3, "the server's connection was never killed"
     assert codes[503] >= 1  # what SendGrid saw while the connection was gone
     with stores.open_store(root) as store:
