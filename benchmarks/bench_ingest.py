@@ -1,12 +1,13 @@
 """Webhook ingestion throughput: batches of 1,000 signed SendGrid events, verified and stored
-in SQLite (synchronous=FULL, one transaction per batch).
+(one durable transaction per batch), in each store backend in turn, in the same run.
 
 1. ``ingest()`` alone (parse + match + insert + suppressions), and verify + ingest in-process;
-2. through a real ``outreach serve`` subprocess over loopback HTTP, with 1 and 2 clients
-   POSTing pre-signed batches back to back (signing is the client's cost, done before timing),
-   and with 2 clients against ``--workers 2``.
+2. through a real ``outreach serve`` subprocess over loopback HTTP: one worker with 1 and 2
+   clients, and ``--workers 2`` with 2 clients, POSTing pre-signed batches back to back
+   (signing is the client's cost, done before timing).
 
 Usage: python benchmarks/bench_ingest.py [--events 100000] [--sends 100000]
+       [--backend sqlite --backend postgresql]
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tracking_support
 
-from synth import add_sends, events_for, workspace
+from synth import add_sends, events_for, open_ledger, workspace
 
 from outreach.events import ingest
-from outreach.ledger import Ledger
 from outreach.web.webhook import load_verifier, verify
 from tests.tracking_support import Signer, http, run_server
 
@@ -44,7 +44,7 @@ def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
     verifier = load_verifier(signer.public_b64)
     signed = [(b, signer.headers(b)) for b in bodies]
     n = 0
-    with Ledger.open(f"sqlite:///{root / '.outreach' / 'outreach.db'}", root) as ledger:
+    with open_ledger(root) as ledger:
         t0 = time.perf_counter()
         for body, _h in signed[: len(signed) // 2]:
             res = ingest(ledger, json.loads(body), "webhook")
@@ -79,8 +79,9 @@ def bench_server(
         errors: list[str] = []
 
         def worker(k: int) -> None:
+            port = server.port
             for body, h in parts[k]:
-                status, _hd, resp = http(server.port, "POST", "/events", body, h, timeout=60)
+                status, _hd, resp = http(port, "POST", "/events", body, h, timeout=60)
                 if status != 200:
                     errors.append(f"{status} {resp[:100]!r}")
                     return
@@ -97,8 +98,8 @@ def bench_server(
         raise SystemExit(f"server errors: {errors[:3]}")
     total = sum(stored)
     return {
-        "clients": clients,
         "workers": workers,
+        "clients": clients,
         "events": total,
         "seconds": round(dt, 2),
         "events_per_s": round(total / dt),
@@ -110,18 +111,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--sends", type=int, default=100_000)
+    ap.add_argument("--backend", action="append", choices=("sqlite", "postgresql"))
     args = ap.parse_args()
     signer = Signer.new()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
-        root = workspace(Path(tmp) / "ws")
-        sends = add_sends(root, args.sends)
-        results["function"] = bench_function(root, batches(sends, args.events, 10), signer)
-        print(json.dumps(results["function"]), flush=True)
-        for clients, workers, seed in ((1, 1, 11), (2, 1, 12), (2, 2, 13)):
-            r = bench_server(root, batches(sends, args.events, seed), signer, clients, workers)
-            results[f"server_{clients}_client_{workers}_worker"] = r
-            print(json.dumps(r), flush=True)
+    results: dict = {}
+    for backend in args.backend or ["sqlite"]:
+        with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
+            root = workspace(Path(tmp) / "ws", backend)
+            sends = add_sends(root, args.sends)
+            res = results[backend] = {}
+            res["function"] = bench_function(root, batches(sends, args.events, 10), signer)
+            print(backend, json.dumps(res["function"]), flush=True)
+            for workers, clients, seed in ((1, 1, 11), (1, 2, 12), (2, 2, 13)):
+                r = bench_server(root, batches(sends, args.events, seed), signer, clients, workers)
+                res[f"server_{workers}w_{clients}c"] = r
+                print(backend, json.dumps(r), flush=True)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(results, indent=2))

@@ -2,6 +2,7 @@
 included) for each format, on a ledger of 200,000 sends and 1,000,000 matched events.
 
 Usage: python benchmarks/bench_report.py [--events 1000000] [--sends 200000]
+       [--backend sqlite --backend postgresql]
 """
 
 from __future__ import annotations
@@ -23,10 +24,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--sends", type=int, default=200_000)
+    ap.add_argument("--backend", action="append", choices=("sqlite", "postgresql"))
     args = ap.parse_args()
+    everything: dict = {}
+    for backend in args.backend or ["sqlite"]:
+        print(f"--- {backend}", flush=True)
+        everything[backend] = run(args, backend)
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "report.json").write_text(json.dumps(everything, indent=2))
+    print(json.dumps(everything, indent=2))
+
+
+def run(args, backend: str) -> dict:
     results: dict = {"events": args.events, "sends": args.sends}
     with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
-        root = workspace(Path(tmp) / "ws")
+        root = workspace(Path(tmp) / "ws", backend)
         t0 = time.perf_counter()
         sends = add_sends(root, args.sends)
         n = insert_events_fast(root, events_for(sends, args.events))
@@ -58,10 +71,7 @@ def main() -> None:
         data = json.loads((Path(tmp) / "report.json").read_text())
         results["check_events_matched"] = data["events"]["matched"]
         results["check_sent"] = sum(s["totals"]["sent"] for s in data["steps"])
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "report.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

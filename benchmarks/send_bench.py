@@ -20,6 +20,11 @@ Usage::
     python benchmarks/send_bench.py -n 10000 -n 100000    # chosen sizes
     python benchmarks/send_bench.py --baseline-n 5000     # size of the batch_size=1 comparison
     python benchmarks/send_bench.py --profile -n 100000   # cProfile of the send (top 30)
+    python benchmarks/send_bench.py -n 100000 --no-baseline --backend sqlite --backend postgresql
+                                                          # both stores, in the same run
+
+``--backend postgresql`` puts the ledger in a new PostgreSQL database (on
+``OUTREACH_TEST_PG_URL``'s server, default the local one), dropped at the end.
 
 Results are printed as a table and written to benchmarks/results/ (git-ignored) as JSON.
 """
@@ -49,8 +54,14 @@ LAST = ["Pérez", "Okafor", "Martin", "Patel", "Smith", "Adeyemi", "Nakamura", "
 ORGS = ["Rights Now", "Derechos Ya", "Droits d'abord", "ESCR Watch", "Seva", "Ajo Collective"]
 
 
-def make_workspace(dest: Path, n: int, batch_size: int = 1000) -> Path:
+def make_workspace(dest: Path, n: int, batch_size: int = 1000, backend: str = "sqlite") -> Path:
     """A copy of the example workspace whose list has ``n`` synthetic contacts."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if backend == "postgresql":
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from synth import pg_store_url
+
+        (dest / ".env").write_text(f"OUTREACH_DB={pg_store_url()}\n")
     for name in ("campaigns", "templates"):
         shutil.copytree(REPO / name, dest / name)
     (dest / "lists").mkdir()
@@ -181,10 +192,10 @@ def worker(ws: Path, profile: bool) -> dict:
     }
 
 
-def measure(n: int, batch_size: int, profile: bool = False) -> dict:
+def measure(n: int, batch_size: int, profile: bool = False, backend: str = "sqlite") -> dict:
     with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
         t0 = time.perf_counter()
-        ws = make_workspace(Path(tmp) / "ws", n, batch_size)
+        ws = make_workspace(Path(tmp) / "ws", n, batch_size, backend)
         generated = time.perf_counter() - t0
         fake, url = start_fake()
         try:
@@ -206,6 +217,7 @@ def measure(n: int, batch_size: int, profile: bool = False) -> dict:
             fake.terminate()
             fake.wait(timeout=10)
     result |= {
+        "backend": backend,
         "n": n,
         "process_seconds": process_seconds,
         "generate_seconds": generated,
@@ -218,7 +230,7 @@ def measure(n: int, batch_size: int, profile: bool = False) -> dict:
 
 def row(r: dict) -> str:
     return (
-        f"{r['n']:>9,} {r['batch_size']:>5} {r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
+        f"{r['backend']:>10} {r['n']:>9,} {r['batch_size']:>5} {r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
         f"{r['deliver_seconds']:>8.1f} {r['process_seconds']:>8.1f} "
         f"{r['requests']:>9,} {r['min_requests_at_batch_size']:>9,} {r['bytes'] / 1e6:>9.1f} "
         f"{r['compiles']:>8} {r['variants']:>8} {r['peak_rss_mb']:>8.0f}"
@@ -226,7 +238,7 @@ def row(r: dict) -> str:
 
 
 HEADER = (
-    f"{'N':>9} {'batch':>5} {'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
+    f"{'store':>10} {'N':>9} {'batch':>5} {'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
     f"{'requests':>9} {'Σ⌈n/b⌉':>9} "
     f"{'MB sent':>9} {'compiles':>8} {'variants':>8} {'RSS MB':>8}"
 )
@@ -242,6 +254,12 @@ def main() -> None:
     )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--backend",
+        action="append",
+        choices=("sqlite", "postgresql"),
+        help="store(s) to measure (repeatable, measured in turn in this run); default sqlite",
+    )
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -251,9 +269,18 @@ def main() -> None:
     results = []
     print(HEADER)
     for n in sizes:
-        r = measure(n, 1000, args.profile)
-        results.append(r)
-        print(row(r), flush=True)
+        for backend in args.backend or ["sqlite"]:
+            r = measure(n, 1000, args.profile, backend)
+            results.append(r)
+            print(row(r), flush=True)
+        by = {r["backend"]: r for r in results if r["n"] == n}
+        if len(by) == 2:
+            pg, lite = by["postgresql"], by["sqlite"]
+            print(
+                f"PostgreSQL / SQLite at N={n:,}: send ×{pg['send_seconds'] / lite['send_seconds']:.2f}, "
+                f"delivery (requests + ledger) ×{pg['deliver_seconds'] / lite['deliver_seconds']:.2f}",
+                flush=True,
+            )
     if not args.no_baseline:
         batched = measure(args.baseline_n, 1000)
         single = measure(args.baseline_n, 1)

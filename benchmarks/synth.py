@@ -3,13 +3,20 @@ many ``sends`` rows (and optionally events), shaped as outreach writes them."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import random
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
 from outreach.ledger import Ledger, now_iso
+from outreach.store.base import EVENT_COLUMNS
+from outreach.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = ("circular", "human-rights-day", "last-call")
@@ -25,13 +32,38 @@ LINKS = (
 )
 
 
-def workspace(dest: Path) -> Path:
+BACKENDS = ("sqlite", "postgresql")
+PG_URL = os.environ.get("OUTREACH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_PG: list = []
+
+
+def pg_store_url() -> str:
+    """A new, empty PostgreSQL store (a schema in a database made for this benchmark run,
+    dropped at exit), on ``OUTREACH_TEST_PG_URL``'s server."""
+    if not _PG:
+        from tests.stores import PGServer
+
+        _PG.append(PGServer(PG_URL))
+        atexit.register(_PG[0].drop)
+    return _PG[0].new_url()
+
+
+def workspace(dest: Path, backend: str = "sqlite") -> Path:
+    """A copy of the example workspace; with ``postgresql``, its store is a new schema named
+    in its ``.env`` (SQLite: the default file)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     for name in ("campaigns", "lists", "templates"):
         shutil.copytree(REPO / name, dest / name)
+    if backend == "postgresql":
+        (dest / ".env").write_text(f"OUTREACH_DB={pg_store_url()}\n")
     return dest
+
+
+def open_ledger(root: Path) -> Ledger:
+    ws = Workspace.open(root)
+    return Ledger.open(ws.db_url(), ws.root)
 
 
 def add_sends(root: Path, n: int, seed: int = 1) -> list[tuple[str, str, str, str]]:
@@ -68,14 +100,28 @@ def add_sends(root: Path, n: int, seed: int = 1) -> list[tuple[str, str, str, st
             )
         )
         out.append((sid, email, step, cid))
-    db = f"sqlite:///{root / '.outreach' / 'outreach.db'}"
-    with Ledger.open(db, root) as ledger, ledger.transaction() as c:
-        c.executemany(
-            "INSERT INTO sends (send_id, campaign, edition, step, contact_id, transport, email, status, "
-            "batch_id, variant, segment, relationship, country, country_status, language, message_id, "
-            "created_at, updated_at) VALUES (?,?,2026,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+    columns = [
+        "send_id",
+        "campaign",
+        "step",
+        "contact_id",
+        "transport",
+        "email",
+        "status",
+        "batch_id",
+        "variant",
+        "segment",
+        "relationship",
+        "country",
+        "country_status",
+        "language",
+        "message_id",
+        "created_at",
+        "updated_at",
+        "edition",
+    ]
+    with open_ledger(root) as ledger, ledger.transaction():
+        ledger.write_table("sends", columns, [(*r, 2026) for r in rows])
     return out
 
 
@@ -123,12 +169,12 @@ def events_for(
 
 
 def insert_events_fast(root: Path, events) -> int:
-    """Bulk-insert events as ``ingest`` stores them (benchmark set-up only: no suppressions)."""
+    """Bulk-insert events as ``ingest`` stores them (benchmark set-up only: no suppressions),
+    with the store's bulk path (COPY on PostgreSQL)."""
     n = 0
-    with Ledger.open(f"sqlite:///{root / '.outreach' / 'outreach.db'}", root) as ledger:
-        ledger.conn.execute("PRAGMA synchronous = OFF")
+    ts = now_iso()
+    with open_ledger(root) as ledger, ledger.transaction():
         batch = []
-        ts = now_iso()
         for e in events:
             batch.append(
                 (
@@ -138,6 +184,7 @@ def insert_events_fast(root: Path, events) -> int:
                     e["timestamp"],
                     e["send_id"],
                     e["campaign"],
+                    2026,
                     e["step"],
                     e["contact_id"],
                     e["sg_message_id"],
@@ -152,18 +199,9 @@ def insert_events_fast(root: Path, events) -> int:
                 )
             )
             if len(batch) == 50_000:
-                n += _flush(ledger, batch)
+                ledger.write_table("events", EVENT_COLUMNS, batch)
+                n += len(batch)
                 batch = []
-        n += _flush(ledger, batch)
+        ledger.write_table("events", EVENT_COLUMNS, batch)
+        n += len(batch)
     return n
-
-
-def _flush(ledger: Ledger, batch: list) -> int:
-    with ledger.transaction() as c:
-        c.executemany(
-            "INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, edition, step, "
-            "contact_id, message_id, url, type, reason, machine_open, matched, source, received_at, raw) "
-            "VALUES (?,?,?,?,?,?,2026,?,?,?,?,?,?,?,?,?,?,?)",
-            batch,
-        )
-    return len(batch)

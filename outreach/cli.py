@@ -84,6 +84,10 @@ def main(ctx: click.Context, root: Path | None) -> None:
     `outreach send december --test-to you@example.org`, then `outreach send december`.
     """
     ctx.ensure_object(dict)["root"] = root
+    if ctx.invoked_subcommand:
+        from outreach.store import set_application
+
+        set_application(f"outreach {ctx.invoked_subcommand}")  # how the database shows us
 
 
 # ------------------------------------------------------------------------------------------
@@ -707,6 +711,62 @@ def report(ctx, campaign, step, fmt, transport, output, edition, compare, now):
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")
+
+
+# ------------------------------------------------------------------------------------------
+# db
+
+
+@main.group()
+def db():
+    """The store behind the ledger: SQLite (one machine) or PostgreSQL (shared), by OUTREACH_DB."""
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def db_status(ctx, as_json):
+    """Print the backend, where it is (password hidden), the schema version and rows per table.
+
+    Opening the store creates or upgrades its schema first.
+    """
+    from outreach.store.admin import status
+
+    st = status(_workspace(ctx))
+    if as_json:
+        click.echo(json.dumps(st.as_dict(), indent=2))
+        return
+    click.echo(f"backend: {st.backend}")
+    click.echo(f"store:   {st.location}")
+    click.echo(f"schema:  {st.schema} (revision {st.revision})")
+    for table, n in st.counts.items():
+        click.echo(f"{table:>16}: {n}")
+
+
+@db.command("copy")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="URL",
+    help="The empty store to copy into, e.g. postgresql://user:password@host:5432/outreach.",
+)
+@click.pass_context
+def db_copy(ctx, to):
+    """Copy this workspace's ledger (OUTREACH_DB, default .outreach/outreach.db) into an empty
+    store: sends, batches, runs, test sends, events, suppressions and their log.
+
+    Refuses a target that holds data and any send running meanwhile; checks the counts and
+    keeps nothing in the target if they differ. The source is not changed. Then set
+    OUTREACH_DB to the new URL wherever outreach runs.
+    """
+    from outreach.store.admin import copy
+
+    res = copy(_workspace(ctx), to)
+    click.echo(f"copied {res.rows} row(s) from {res.source} to {res.target}")
+    for table, (before, after) in res.counts.items():
+        click.echo(f"{table:>16}: {before} → {after}")
+    click.echo("counts match. Next: set OUTREACH_DB to the new URL wherever outreach runs.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,16 +24,11 @@ from pathlib import Path
 
 from outreach import suppressions
 from outreach.exceptions import EventError, Location
-from outreach.ledger import Ledger, now_iso, short_id
+from outreach.store import Store as Ledger
+from outreach.store import now_iso, short_id
 from outreach.workspace import Workspace
 
 CHUNK = 1000  # events per transaction when importing files
-_IN = 500  # SQL parameters per IN (...) query
-
-_INSERT = """INSERT INTO events (sg_event_id, event, email, timestamp, send_id, campaign, edition,
-    step, contact_id, message_id, url, type, reason, machine_open, matched, source, received_at,
-    raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-    ON CONFLICT (sg_event_id) DO NOTHING"""
 
 
 @dataclass
@@ -180,7 +175,7 @@ def normalize(events: Iterable[object]) -> list[_Norm]:
 # Matching
 
 
-def _chunks(items: list, n: int = _IN) -> Iterator[list]:
+def _chunks(items: list, n: int) -> Iterator[list]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
@@ -190,38 +185,23 @@ Match = tuple[str, str, int | None, str, str]  # send_id, campaign, edition, ste
 
 def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, Match]:
     """index → (send_id, campaign, edition, step, contact_id) of each event's ledger row."""
-    conn = ledger.conn
-    by_send: dict[str, Match] = {}
-    wanted = sorted({e.send_id for e in evs if e.send_id})
-    for part in _chunks(wanted):
-        q = ",".join("?" * len(part))
-        for r in conn.execute(
-            f"SELECT send_id, campaign, edition, step, contact_id FROM sends WHERE send_id IN ({q})",
-            part,
-        ):
-            by_send[r[0]] = (r[0], r[1], r[2], r[3], r[4])
+    by_send = ledger.sends_by_id(sorted({e.send_id for e in evs if e.send_id}))
     out: dict[int, Match] = {}
     fallback: list[int] = []
     for i, e in enumerate(evs):
         hit = by_send.get(e.send_id) if e.send_id else None
         if hit:
-            out[i] = hit
+            out[i] = hit  # type: ignore[assignment]
         elif e.message_id:
             fallback.append(i)
     if fallback:
         prefixes = sorted({evs[i].message_id.split(".", 1)[0] for i in fallback})  # type: ignore[union-attr]
         by_mid: dict[tuple[str, str], Match] = {}
         single: dict[str, list[Match]] = {}
-        for part in _chunks(prefixes):
-            q = ",".join("?" * len(part))
-            for r in conn.execute(
-                f"SELECT send_id, campaign, edition, step, contact_id, message_id, email FROM sends "
-                f"WHERE message_id IN ({q})",
-                part,
-            ):
-                row = (r[0], r[1], r[2], r[3], r[4])
-                by_mid[(r[5], r[6].lower())] = row
-                single.setdefault(r[5], []).append(row)
+        for r in ledger.sends_by_message_id(prefixes):
+            row = (r[0], r[1], r[2], r[3], r[4])
+            by_mid[(r[5], r[6].lower())] = row
+            single.setdefault(r[5], []).append(row)
         for i in fallback:
             e = evs[i]
             prefix = e.message_id.split(".", 1)[0]  # type: ignore[union-attr]
@@ -252,68 +232,71 @@ def ingest(
     if not evs:
         return result
     received_at = now_iso()
-    with ledger.transaction() as c:
-        matches = _match(ledger, evs)
-        # which ids are already stored (inside the write transaction: nobody else can add one)
-        ids = list({e.eid for e in evs})
-        known: set[str] = set()
-        for part in _chunks(ids):
-            q = ",".join("?" * len(part))
-            known.update(
-                r[0]
-                for r in c.execute(
-                    f"SELECT sg_event_id FROM events WHERE sg_event_id IN ({q})", part
-                )
+    return ledger.atomic(lambda: _store(ledger, evs, source, who, received_at))
+
+
+def _store(
+    ledger: Ledger, evs: list[_Norm], source: str, who: str | None, received_at: str
+) -> IngestResult:
+    """The work of :func:`ingest`, inside its transaction (run again after a conflict with
+    another process's ingestion, so it starts from scratch)."""
+    result = IngestResult(received=len(evs))
+    matches = _match(ledger, evs)
+    seen: set[str] = set()
+    candidates: list[int] = []
+    params = []
+    for i, e in enumerate(evs):
+        if e.eid in seen:
+            continue  # a repeat inside this batch is a duplicate too
+        seen.add(e.eid)
+        m = matches.get(i)
+        send_id, campaign, edition, step, contact_id = (
+            m if m else (e.send_id, e.campaign, None, e.step, e.contact_id)
+        )
+        params.append(
+            (
+                e.eid,
+                e.event,
+                e.email,
+                e.timestamp,
+                send_id,
+                campaign,
+                edition,
+                step,
+                contact_id,
+                e.message_id,
+                e.url,
+                e.type,
+                e.reason,
+                e.machine_open,
+                1 if m else 0,
+                source,
+                received_at,
+                e.raw,
             )
-        new: list[int] = []
-        params = []
-        for i, e in enumerate(evs):
-            if e.eid in known:
-                result.duplicates += 1
-                continue
-            known.add(e.eid)  # a repeat inside this batch is a duplicate too
-            m = matches.get(i)
-            send_id, campaign, edition, step, contact_id = (
-                m if m else (e.send_id, e.campaign, None, e.step, e.contact_id)
-            )
-            params.append(
-                (
-                    e.eid,
-                    e.event,
-                    e.email,
-                    e.timestamp,
-                    send_id,
-                    campaign,
-                    edition,
-                    step,
-                    contact_id,
-                    e.message_id,
-                    e.url,
-                    e.type,
-                    e.reason,
-                    e.machine_open,
-                    1 if m else 0,
-                    source,
-                    received_at,
-                    e.raw,
-                )
-            )
-            new.append(i)
-            result.stored += 1
-            result.by_event[e.event] += 1
-            if m:
-                result.matched += 1
-            else:
-                result.unmatched += 1
-                if len(result.unmatched_examples) < 10:
-                    result.unmatched_examples.append(_why_unmatched(e))
-        c.executemany(_INSERT, params)
-        # suppressions follow the events' own order in time (a resubscribe after an unsubscribe)
-        new.sort(key=lambda i: (evs[i].timestamp or 0, i))
-        for i in new:
-            result.suppressions_changed += suppressions.from_event(
-                c, evs[i].original, source=source, who=who or _who(source)
-            )
+        )
+        candidates.append(i)
+    stored = ledger.insert_events(params)  # the unique index on sg_event_id decides
+    new = [i for i in candidates if evs[i].eid in stored]
+    result.stored = len(new)
+    result.duplicates = len(evs) - len(new)
+    for i in new:
+        e = evs[i]
+        result.by_event[e.event] += 1
+        if i in matches:
+            result.matched += 1
+        else:
+            result.unmatched += 1
+            if len(result.unmatched_examples) < 10:
+                result.unmatched_examples.append(_why_unmatched(e))
+    # each address's suppressions follow its events' order in time (a resubscribe after an
+    # unsubscribe); addresses go in one order, so concurrent ingestions lock their rows in the
+    # same order and do not deadlock
+    new.sort(key=lambda i: ((evs[i].email or "").strip().lower(), evs[i].timestamp or 0, i))
+    for i in new:
+        result.suppressions_changed += suppressions.from_event(
+            ledger, evs[i].original, source=source, who=who or _who(source)
+        )
     return result
 
 
@@ -348,9 +331,7 @@ class SendInfo:
 
 def find_send(ledger: Ledger, send_id: str) -> SendInfo | None:
     """The ledger row behind an unsubscribe link, or None."""
-    r = ledger.conn.execute(
-        "SELECT send_id, email, campaign, step, language FROM sends WHERE send_id = ?", (send_id,)
-    ).fetchone()
+    r = ledger.find_send(send_id)
     return SendInfo(*r) if r else None
 
 
@@ -492,7 +473,7 @@ def import_files(ws: Workspace, paths: Iterable[Path | str]) -> ImportResult:
     loaded = [(Path(p), read_file(Path(p))) for p in paths]
     total = IngestResult()
     files: dict[str, IngestResult] = {}
-    with Ledger.open(ws.db_url(), ws.root) as ledger:
+    with Ledger.open(ws.db_url(), ws.root, purpose="outreach events import") as ledger:
         for path, events in loaded:
             res = IngestResult()
             for part in _chunks(events, CHUNK):

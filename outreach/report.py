@@ -26,6 +26,7 @@ from outreach.campaign import Campaign, load_campaign
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
 from outreach.reputation import Health, assess
+from outreach.store.base import REPORT_SEND_COLUMNS
 from outreach.workspace import Workspace
 
 FORMAT_VERSION = "outreach-report/1"
@@ -69,17 +70,6 @@ KINDS = (
     "machine_open",
     "click",
     "unsubscribe",
-    "spamreport",
-)
-_EVENT_NAMES = (
-    "delivered",
-    "deferred",
-    "bounce",
-    "dropped",
-    "open",
-    "click",
-    "unsubscribe",
-    "group_unsubscribe",
     "spamreport",
 )
 SHARE_HOSTS = {
@@ -229,25 +219,7 @@ def choose_transport(ledger: Ledger, campaign: str, edition: int, wanted: str | 
     return used[0] if used else None
 
 
-SEND_COLUMNS = (
-    "rowid",
-    "send_id",
-    "step",
-    "status",
-    "segment",
-    "relationship",
-    "country",
-    "country_status",
-    "language",
-)
-# SQLite maps each event to its kind's index in KINDS (bounce type and machine opens included)
-_KIND_SQL = """CASE e.event
-    WHEN 'delivered' THEN 0 WHEN 'deferred' THEN 1
-    WHEN 'bounce' THEN (CASE WHEN lower(coalesce(e.type, '')) = 'blocked' THEN 3 ELSE 2 END)
-    WHEN 'dropped' THEN 4
-    WHEN 'open' THEN (CASE WHEN e.machine_open THEN 6 ELSE 5 END)
-    WHEN 'click' THEN 7 WHEN 'unsubscribe' THEN 8 WHEN 'group_unsubscribe' THEN 8
-    WHEN 'spamreport' THEN 9 END"""
+SEND_COLUMNS = REPORT_SEND_COLUMNS
 _OPEN, _CLICK = KINDS.index("open"), KINDS.index("click")
 
 
@@ -255,7 +227,7 @@ _OPEN, _CLICK = KINDS.index("open"), KINDS.index("click")
 class Loaded:
     """What the report is computed from: the sends, and their events as parallel arrays."""
 
-    sends: pd.DataFrame  # SEND_COLUMNS, ordered by rowid
+    sends: pd.DataFrame  # SEND_COLUMNS, ordered by send id
     ev_row: np.ndarray  # int64: each event's row in ``sends`` (its position)
     ev_kind: np.ndarray  # int8: index in KINDS
     ev_ts: np.ndarray  # float64 (NaN when missing)
@@ -274,41 +246,26 @@ def load(
 ) -> Loaded:
     """Read an edition's sends and their events (the ``events_report`` index covers it);
     ``window`` is the edition's time span, for events that match no send."""
-    where = "s.campaign = ? AND s.edition = ? AND s.transport = ?"
-    args: list = [campaign, edition, transport or ""]
-    if step:
-        where += " AND s.step = ?"
-        args.append(step)
-    conn = ledger.conn
-    cur = conn.cursor()
-    cur.row_factory = None  # plain tuples: sqlite3.Row objects cost ~40% more on 1M rows
-    cur.execute(
-        f"SELECT s.rowid, {', '.join('s.' + c for c in SEND_COLUMNS[1:])} FROM sends s "
-        f"WHERE {where} ORDER BY s.rowid",
-        args,
+    start, end = window
+    # an event that matches no send has no edition: it counts where its time falls
+    found = ledger.report_rows(
+        campaign, edition, transport, step, (int(start.timestamp()), int(end.timestamp()))
     )
-    raw = cur.fetchall()
+    raw, found.sends = found.sends, []
     table = np.array(raw, dtype=object).reshape(len(raw), len(SEND_COLUMNS))
     del raw
     # object columns: pandas' string dtype is slower for what follows
     sends = pd.DataFrame(
-        {
-            name: pd.Series(table[:, i], dtype=np.int64 if name == "rowid" else object)
-            for i, name in enumerate(SEND_COLUMNS)
-        }
+        {name: pd.Series(table[:, i], dtype=object) for i, name in enumerate(SEND_COLUMNS)}
     )
-    q = ",".join("?" * len(_EVENT_NAMES))
-    # no join in SQL (a lookup per event is the slowest part): send ids are matched in pandas
-    cur.execute(
-        f"SELECT e.send_id, {_KIND_SQL}, e.timestamp, e.url FROM events e "
-        f"WHERE e.campaign = ? AND e.edition = ? AND e.matched = 1 AND e.event IN ({q})",
-        [campaign, edition, *_EVENT_NAMES],
-    )
-    rows = cur.fetchall()
+    rows, found.events = found.events, []
     if rows:
         arr = np.array(rows, dtype=object)  # one 2-D conversion: 3x faster than zip(*rows)
         del rows
-        pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
+        if found.by_position:  # the database matched them (and left the others out)
+            pos = arr[:, 0].astype(np.int64)
+        else:
+            pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
         keep = pos >= 0  # events of another transport's (or step's) messages are left out
         ev_row = pos[keep].astype(np.int64)
         ev_kind = arr[keep, 1].astype(np.int8)
@@ -323,20 +280,7 @@ def load(
         ev_kind = np.zeros(0, np.int8)
         ev_ts = np.zeros(0, np.float64)
         ev_url = np.zeros(0, object)
-    step_sql = " AND step = ?" if step else ""
-    step_arg = [step] if step else []
-    matched = ledger.conn.execute(
-        "SELECT count(*) FROM events WHERE campaign = ? AND edition = ? AND matched = 1" + step_sql,
-        [campaign, edition, *step_arg],
-    ).fetchone()[0]
-    # an event that matches no send has no edition: it counts where its time falls
-    start, end = window
-    unmatched = ledger.conn.execute(
-        "SELECT count(*) FROM events WHERE campaign = ? AND matched = 0 "
-        "AND timestamp >= ? AND timestamp < ?" + step_sql,
-        [campaign, int(start.timestamp()), int(end.timestamp()), *step_arg],
-    ).fetchone()[0]
-    return Loaded(sends, ev_row, ev_kind, ev_ts, ev_url, matched, unmatched)
+    return Loaded(sends, ev_row, ev_kind, ev_ts, ev_url, found.matched, found.unmatched)
 
 
 _FLAG_COLUMNS = {

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from outreach.campaign import load_campaign
 from outreach.exceptions import ConfigError
-from outreach.ledger import Ledger, now_iso
+from outreach.ledger import Ledger
 from outreach.transports import make_transport
 from outreach.transports.sendgrid import SendGridTransport
 from outreach.workspace import Workspace
@@ -64,17 +64,11 @@ def cancel(
     transport = make_transport(ws, campaign, "sendgrid")
     assert isinstance(transport, SendGridTransport)
     result = CancelResult(campaign.name, campaign.edition, step, transport.name, dry_run)
-    with Ledger.open(ws.db_url(), ws.root) as ledger:
+    with Ledger.open(ws.db_url(), ws.root, purpose="outreach cancel") as ledger:
         if not dry_run:
             ledger.acquire_send_lock(name)  # not while a send runs
         ledger.date_old_rows(campaign)
-        found = ledger.conn.execute(
-            """SELECT s.send_id, s.send_at, b.provider_batch_id
-               FROM sends s JOIN batches b ON b.batch_id = s.batch_id
-               WHERE s.campaign = ? AND s.edition = ? AND s.step = ? AND s.transport = ?
-                 AND s.status IN ('sent', 'unknown') AND b.provider_batch_id IS NOT NULL""",
-            (campaign.name, campaign.edition, step, transport.name),
-        ).fetchall()
+        found = ledger.scheduled_rows(campaign.name, campaign.edition, step, transport.name)
         future: dict[str, list[str]] = defaultdict(list)
         for send_id, send_at, provider_id in found:
             at = datetime.fromisoformat(send_at) if send_at else None
@@ -91,18 +85,13 @@ def cancel(
             if dry_run:
                 continue
             reason = f"scheduled send cancelled ({now.isoformat(timespec='seconds')})"
-            with ledger.transaction() as c:
-                c.executemany(
-                    "UPDATE sends SET status = 'cancelled', error = ?, updated_at = ? "
-                    "WHERE send_id = ? AND status IN ('sent', 'unknown')",
-                    [(reason, now_iso(), sid) for sid in send_ids],
-                )
-                c.execute(
-                    """UPDATE batches SET status = 'cancelled', updated_at = ?
-                       WHERE provider_batch_id = ? AND campaign = ? AND edition = ? AND step = ?
-                         AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.batch_id = batches.batch_id
-                                         AND s.status != 'cancelled')""",
-                    (now_iso(), provider_id, campaign.name, campaign.edition, step),
-                )
+            ledger.mark_cancelled(
+                send_ids,
+                reason,
+                provider_batch_id=provider_id,
+                campaign=campaign.name,
+                edition=campaign.edition,
+                step=step,
+            )
     transport.close()
     return result

@@ -20,7 +20,6 @@ change with who, when, why and the source. Suppressions come from
 from __future__ import annotations
 
 import getpass
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,14 +28,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from outreach.exceptions import ConfigError, OutreachError, TransportError
-from outreach.ledger import Ledger, now_iso
+from outreach.store import Store as Ledger
+from outreach.store import now_iso
+from outreach.store.codes import SuppressionReason
 from outreach.workspace import Workspace
 
 if TYPE_CHECKING:
     from outreach.sendgrid_api import SendGridAPI
 
 # reasons a later event may replace or lift; every other reason is permanent until removed by hand
-LIFTABLE = frozenset({"group_unsubscribe"})
+LIFTABLE = frozenset({SuppressionReason.GROUP_UNSUBSCRIBE})
 
 # SendGrid `dropped` reasons that say the address itself must not be mailed again
 DROPPED_ADDRESS_REASONS = {
@@ -78,11 +79,11 @@ def _ts_iso(ts: int | float | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# Low-level changes (inside a caller's transaction)
+# Changes (each in the caller's transaction, if there is one)
 
 
 def suppress(
-    conn: sqlite3.Connection,
+    ledger: Ledger,
     email: str,
     reason: str,
     *,
@@ -99,33 +100,25 @@ def suppress(
     key = email.strip().lower()
     if not key:
         return False
-    at = at or now_iso()
-    row = conn.execute("SELECT reason FROM suppressions WHERE email = ?", (key,)).fetchone()
-    if row is not None:
-        if row[0] == reason or row[0] not in LIFTABLE or reason in LIFTABLE:
+    reason = SuppressionReason(reason)
+    with ledger.transaction():
+        row = ledger.suppression(key)
+        if row is not None and (row[0] == reason or row[0] not in LIFTABLE or reason in LIFTABLE):
             return False
-        conn.execute(
-            "UPDATE suppressions SET reason = ?, source = ?, detail = ?, created_at = ?, created_by = ? "
-            "WHERE email = ?",
-            (reason, source, why, at, who, key),
+        ledger.suppress(
+            key,
+            reason,
+            source=source,
+            who=who,
+            why=why,
+            at=at or now_iso(),
+            replace=row is not None,
         )
-        action = "replace"
-    else:
-        conn.execute(
-            "INSERT INTO suppressions (email, reason, source, detail, created_at, created_by) "
-            "VALUES (?,?,?,?,?,?)",
-            (key, reason, source, why, at, who),
-        )
-        action = "add"
-    conn.execute(
-        "INSERT INTO suppression_log (email, action, reason, source, who, at, note) VALUES (?,?,?,?,?,?,?)",
-        (key, action, reason, source, who, now_iso(), why),
-    )
     return True
 
 
 def lift(
-    conn: sqlite3.Connection,
+    ledger: Ledger,
     email: str,
     *,
     source: str,
@@ -140,20 +133,15 @@ def lift(
     suppression that happened after the lifting fact (events can arrive out of order).
     """
     key = email.strip().lower()
-    row = conn.execute(
-        "SELECT reason, created_at FROM suppressions WHERE email = ?", (key,)
-    ).fetchone()
-    if row is None:
-        return False
-    if only is not None and row[0] not in set(only):
-        return False
-    if not_after is not None and row[1] > not_after:
-        return False
-    conn.execute("DELETE FROM suppressions WHERE email = ?", (key,))
-    conn.execute(
-        "INSERT INTO suppression_log (email, action, reason, source, who, at, note) VALUES (?,?,?,?,?,?,?)",
-        (key, "remove", row[0], source, who, now_iso(), why),
-    )
+    with ledger.transaction():
+        row = ledger.suppression(key)
+        if row is None:
+            return False
+        if only is not None and row[0] not in set(only):
+            return False
+        if not_after is not None and row[1] > not_after:
+            return False
+        ledger.lift(key, row[0], source=source, who=who, why=why)
     return True
 
 
@@ -194,7 +182,7 @@ def rule_for(event: dict) -> tuple[str, str, str] | None:
     return None
 
 
-def from_event(conn: sqlite3.Connection, event: dict, *, source: str, who: str) -> int:
+def from_event(ledger: Ledger, event: dict, *, source: str, who: str) -> int:
     """Apply one (new) event to the suppression list; returns 1 if it changed something."""
     rule = rule_for(event)
     email = event.get("email")
@@ -204,8 +192,8 @@ def from_event(conn: sqlite3.Connection, event: dict, *, source: str, who: str) 
     ts = event.get("timestamp")
     at = _ts_iso(ts if isinstance(ts, int | float) else None)
     if action == "suppress":
-        return int(suppress(conn, email, reason, source=source, who=who, why=why, at=at))
-    return int(lift(conn, email, source=source, who=who, why=why, only=LIFTABLE, not_after=at))
+        return int(suppress(ledger, email, reason, source=source, who=who, why=why, at=at))
+    return int(lift(ledger, email, source=source, who=who, why=why, only=LIFTABLE, not_after=at))
 
 
 # ------------------------------------------------------------------------------------------
@@ -230,8 +218,10 @@ def add(target: Ledger | Workspace, email: str, reason: str, by: str | None = No
         raise ConfigError(f"{email!r} is not a valid address: {problem}")
     if not reason.strip():
         raise ConfigError("say why with --reason", hint='e.g. --reason "asked by phone, 3 Dec"')
-    with _opened(target) as ledger, ledger.transaction() as c:
-        return suppress(c, norm, "manual", source="manual", who=by or default_user(), why=reason)
+    with _opened(target) as ledger:
+        return suppress(
+            ledger, norm, "manual", source="manual", who=by or default_user(), why=reason
+        )
 
 
 def remove(target: Ledger | Workspace, email: str, reason: str, by: str | None = None) -> bool:
@@ -240,8 +230,8 @@ def remove(target: Ledger | Workspace, email: str, reason: str, by: str | None =
         raise ConfigError(
             "say why with --reason", hint='e.g. --reason "bounce was a full mailbox, fixed"'
         )
-    with _opened(target) as ledger, ledger.transaction() as c:
-        return lift(c, email, source="manual", who=by or default_user(), why=reason)
+    with _opened(target) as ledger:
+        return lift(ledger, email, source="manual", who=by or default_user(), why=reason)
 
 
 @dataclass
@@ -253,27 +243,19 @@ class Listing:
 def listing(target: Ledger | Workspace, email: str | None = None) -> Listing:
     """``outreach suppressions list``: active suppressions, newest first (with the history of
     ``email`` when one is given)."""
-    sql = "SELECT email, reason, source, detail, created_at, created_by FROM suppressions"
-    args: tuple = ()
-    if email:
-        sql += " WHERE email = ?"
-        args = (email.strip().lower(),)
     with _opened(target) as ledger:
-        rows = [
-            Suppression(*r) for r in ledger.conn.execute(sql + " ORDER BY created_at DESC", args)
-        ]
+        rows = [Suppression(*r) for r in ledger.suppression_rows(_key(email))]
         log = history(ledger, email) if email else []
     return Listing(rows, log)
 
 
 def history(ledger: Ledger, email: str | None = None) -> list[dict]:
     """The suppression log (optionally of one address), oldest first."""
-    sql = "SELECT email, action, reason, source, who, at, note FROM suppression_log"
-    args: tuple = ()
-    if email:
-        sql += " WHERE email = ?"
-        args = (email.strip().lower(),)
-    return [dict(r) for r in ledger.conn.execute(sql + " ORDER BY id", args)]
+    return ledger.suppression_history(_key(email))
+
+
+def _key(email: str | None) -> str | None:
+    return email.strip().lower() if email else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -390,13 +372,19 @@ def _sync(api: SendGridAPI, ledger: Ledger, who: str) -> SyncResult:
         if reason is None:
             result.blocks_not_suppressed = len(entries)
             continue
-        with ledger.transaction() as c:
+        with ledger.transaction():
             for entry in entries:
                 email, why, created = _entry(name, entry)
                 if not email:
                     continue
                 if suppress(
-                    c, email, reason, source="sendgrid-sync", who=who, why=why, at=_ts_iso(created)
+                    ledger,
+                    email,
+                    reason,
+                    source="sendgrid-sync",
+                    who=who,
+                    why=why,
+                    at=_ts_iso(created),
                 ):
                     result.added[reason] += 1
     return result

@@ -63,11 +63,16 @@ class Workspace:
         return self.root / "outbox"
 
     def db_url(self) -> str:
-        """``OUTREACH_DB`` (a ``sqlite:///`` URL or a path) or ``.outreach/outreach.db``."""
+        """``OUTREACH_DB`` (``sqlite:///…``, ``postgresql://…`` or a path) or
+        ``.outreach/outreach.db``."""
         return self.setting("OUTREACH_DB") or f"sqlite:///{self.state_dir / 'outreach.db'}"
 
     def redact(self, text: str) -> str:
-        return redact(text, [self.env.get(n, "") for n in SECRET_NAMES])
+        """``text`` without the secrets: API keys, and the database URL's password."""
+        from outreach.store.url import password_of, redact_url
+
+        db_password = password_of(self.setting("OUTREACH_DB") or "") or ""
+        return redact_url(redact(text, [*(self.env.get(n, "") for n in SECRET_NAMES), db_password]))
 
 
 def redact(text: str, secrets: list[str]) -> str:

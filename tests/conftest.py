@@ -1,8 +1,11 @@
-"""Shared fixtures: a copy of the shipped example workspace, and a CLI runner."""
+"""Shared fixtures: a copy of the shipped example workspace, a CLI runner, and the store
+backends (``tests/stores.py``): modules marked ``both_backends`` run every test once on SQLite
+and once on PostgreSQL, through the one parametrized ``backend`` fixture."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from outreach.cli import main
+from tests import stores
 from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +25,78 @@ def copy_workspace(dest: Path) -> Path:
     """Copy the example workspace (campaigns/, lists/, templates/) to ``dest``."""
     for name in ("campaigns", "lists", "templates"):
         shutil.copytree(REPO / name, dest / name)
-    return dest
+    return stores.attach(dest)
+
+
+# ------------------------------------------------------------------------------------------
+# Store backends
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run on SQLite and on PostgreSQL (OUTREACH_TEST_PG_URL)"
+    )
+    config.addinivalue_line(
+        "markers", "postgresql_only: run on PostgreSQL only (OUTREACH_TEST_PG_URL)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    pg = pytest.param(
+        "postgresql",
+        marks=() if os.environ.get(stores.PG_ENV) else pytest.mark.skip(reason=stores.SKIP_REASON),
+    )
+    if metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", ["sqlite", pg], indirect=True, scope="module")
+    elif metafunc.definition.get_closest_marker("postgresql_only"):
+        metafunc.parametrize("backend", [pg], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """This run's PostgreSQL database (created now, dropped at the end)."""
+    url = os.environ.get(stores.PG_ENV)
+    if not url:
+        pytest.skip(stores.SKIP_REASON)
+    server = stores.PGServer(url)
+    stores.SERVER[:] = [server]
+    yield server
+    stores.SERVER.clear()
+    server.drop()
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of the module's tests: ``sqlite``, unless the module is marked
+    ``both_backends`` (then each test runs once per backend)."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        request.getfixturevalue("pg_server")
+    stores.ACTIVE[0] = name
+    yield name
+    stores.ACTIVE[0] = "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(backend: str) -> str:
+    return backend
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI the PostgreSQL tests must run: a skip for want of a server fails the run."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if any(stores.PG_ENV in str(getattr(r, "longrepr", "")) for r in skipped):
+        if reporter:
+            reporter.write_line(
+                f"CI: PostgreSQL tests were skipped ({stores.PG_ENV} is not set): failing the run",
+                red=True,
+            )
+        session.exitstatus = 1
 
 
 @pytest.fixture
@@ -77,8 +152,9 @@ def fake():
 
 
 @pytest.fixture(scope="module")
-def sent_template(tmp_path_factory) -> Path:
-    """A workspace whose circular went out through the outbox (copy it before changing it)."""
+def sent_template(tmp_path_factory, backend: str) -> Path:
+    """A workspace whose circular went out through the outbox (copy it, with its store,
+    with :func:`tests.stores.copy_workspace` before changing it)."""
     from tests.tracking_support import make_workspace, send_outbox
 
     root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
@@ -98,7 +174,7 @@ def sent_ws(sent_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for var in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "OUTREACH_DB"):
         monkeypatch.delenv(var, raising=False)
     root = tmp_path / "ws"
-    shutil.copytree(sent_template, root)
+    stores.copy_workspace(sent_template, root)
     return Workspace.open(root)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from outreach.render import Message
 from outreach.send import QuietUI, SendOptions, SendPlan, SendSummary, execute, load, prepare
 from outreach.transports import Transport
 from outreach.workspace import Workspace
+from tests import stores
 from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,14 +42,14 @@ def copy_example(dest: Path) -> Path:
     for name in ("campaigns", "lists", "templates"):
         shutil.copytree(REPO / name, dest / name)
     edit(dest / "campaigns" / "december.yaml", UNSUBSCRIBE_TODO, "")
-    return dest
+    return stores.attach(dest)
 
 
 def copy_fixture(dest: Path) -> Path:
     """The small ``sg`` campaign under tests/fixtures/sendgrid, with the real countries.csv."""
     shutil.copytree(FIXTURE, dest)
     shutil.copy(REPO / "lists" / "countries.csv", dest / "lists" / "countries.csv")
-    return dest
+    return stores.attach(dest)
 
 
 def edit(path: Path, old: str, new: str, count: int = 1) -> None:
@@ -136,23 +136,13 @@ def plan_only(root: Path, name: str, **kw) -> SendPlan:
         return prepare(ws, name, options, ledger)
 
 
-def rows(root: Path, where: str = "1=1") -> list[dict]:
-    """The ledger's ``sends`` rows as dicts."""
-    conn = sqlite3.connect(root / ".outreach" / "outreach.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f"SELECT * FROM sends WHERE {where}")]
-    finally:
-        conn.close()
+def rows(root: Path, **where) -> list[dict]:
+    """The store's ``sends`` rows as dicts (``where``: column = value)."""
+    return stores.rows(root, "sends", **where)
 
 
 def batches(root: Path) -> list[dict]:
-    conn = sqlite3.connect(root / ".outreach" / "outreach.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM batches")]
-    finally:
-        conn.close()
+    return stores.rows(root, "batches")
 
 
 _LOADED: dict = {}

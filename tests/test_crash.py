@@ -12,7 +12,6 @@ import email
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from outreach.store import Store
 from tests.conftest import copy_workspace
 from tests.dates import BEFORE_CIRCULAR
+from tests.stores import open_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
 N = 1500
 
@@ -75,22 +76,15 @@ def start(ws: Path) -> subprocess.Popen:
     )
 
 
-def sent_rows(ws: Path) -> int:
-    db = ws / ".outreach" / "outreach.db"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return conn.execute(
-                "select count(*) from sends where status in ('sent', 'pending')"
-            ).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+def handed_off(store: Store) -> int:
+    """Rows written pending or sent so far (read through the store while the send runs)."""
+    counts = store.step_counts("december", 2026).get("circular", {})
+    return counts.get("sent", 0) + counts.get("pending", 0)
 
 
-def kill_when(ws: Path, proc: subprocess.Popen, at_least: int, extra: float) -> None:
+def kill_when(store: Store, proc: subprocess.Popen, at_least: int, extra: float) -> None:
     deadline = time.monotonic() + 60
-    while sent_rows(ws) < at_least:
+    while handed_off(store) < at_least:
         assert proc.poll() is None, proc.stdout.read().decode()
         assert time.monotonic() < deadline, "send did not progress"
         time.sleep(0.005)
@@ -103,10 +97,11 @@ def test_sigkill_at_any_moment_then_rerun_gives_each_recipient_exactly_once(tmp_
     ws = make_workspace(tmp_path)
     rng = random.Random(11)
     kills = 0
-    for at_least in (1, 350, 800, 1200):
-        proc = start(ws)
-        kill_when(ws, proc, at_least, rng.uniform(0, 0.05))
-        kills += proc.returncode == -signal.SIGKILL
+    with open_store(ws) as store:
+        for at_least in (1, 350, 800, 1200):
+            proc = start(ws)
+            kill_when(store, proc, at_least, rng.uniform(0, 0.05))
+            kills += proc.returncode == -signal.SIGKILL
     assert kills == 4, "every run should have been killed mid-send"
     # the run after the crashes: finishes, and reports what it reconciled
     proc = start(ws)
@@ -122,10 +117,8 @@ def test_sigkill_at_any_moment_then_rerun_gives_each_recipient_exactly_once(tmp_
     assert not list(folder.glob("*.tmp")), "no half-written files are left"
     assert len(recipients) == N, "zero losses"
     assert max(recipients.values()) == 1, "zero duplicates"
-    with sqlite3.connect(ws / ".outreach" / "outreach.db") as conn:
-        assert conn.execute("select status, count(*) from sends group by status").fetchall() == [
-            ("sent", N)
-        ]
+    with open_store(ws) as store:
+        assert store.step_counts("december", 2026) == {"circular": {"sent": N}}
     # and one more run has nothing left to do
     again = start(ws)
     out = again.communicate(timeout=120)[0].decode()

@@ -16,9 +16,12 @@ import pytest
 from outreach.campaign import load_campaign
 from outreach.countries import CountryTable
 from outreach.ledger import Ledger
+from outreach.store import SCHEMA_VERSION, Store
+from outreach.store.base import TABLES
 from tests.content_render import REPO, World, contact, squash
 
-FIXTURE_V3 = Path(__file__).parent / "fixtures" / "ledger" / "schema3-december-2026.sql"
+FIXTURES = Path(__file__).parent / "fixtures" / "ledger"
+FIXTURE_V3 = FIXTURES / "schema3-december-2026.sql"
 CIRCULAR_2026 = "2026-12-01T14:30:00+00:00"
 CIRCULAR_2027 = "2027-12-01T15:00:00+00:00"
 LAST_CALL_2026 = "2026-12-16T12:00:00+00:00"
@@ -153,14 +156,71 @@ def test_an_explicit_edition(workspace: Path, cli) -> None:
     assert bad.exit_code == 2 and "27 is not in the range" in bad.output
 
 
+def load_dump(ws: Path, dump: Path) -> Path:
+    """Write a ledger as an older outreach left it (the one place tests write SQL: old
+    ledgers are SQLite files, and upgrading them in place is what is tested)."""
+    db = ws / ".outreach" / "outreach.db"
+    db.parent.mkdir(exist_ok=True)
+    with sqlite3.connect(db) as conn:
+        conn.executescript(dump.read_text(encoding="utf-8"))
+    conn.close()
+    return ws
+
+
 @pytest.fixture
 def old_ledger(workspace: Path) -> Path:
     """The workspace with a ledger written at schema 3 (the 2026 circular and its events)."""
+    return load_dump(workspace, FIXTURE_V3)
+
+
+@pytest.mark.parametrize(
+    ("dump", "counts"),
+    [
+        ("schema1-december-2025.sql", (1, 1, 2, 2, 1, 1)),
+        ("schema2-december-2025.sql", (1, 1, 2, 2, 1, 1)),
+        ("schema3-december-2026.sql", (1, None, 57, 69, 2, 2)),
+        ("schema4-december-2026.sql", (1, None, 57, 0, 1, 1)),
+    ],
+)
+def test_every_old_ledger_is_upgraded_in_place(workspace: Path, cli, tmp_path: Path, dump, counts):
+    """Ledgers written at schemas 1 to 4 (by ``PRAGMA user_version``) become the current
+    schema in place, every row kept; the schema is then the one a new store gets."""
+    ws = load_dump(workspace, FIXTURES / dump)
+    r = cli(ws, "db", "status", "--json")
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    assert (st["backend"], st["schema"]) == ("sqlite", SCHEMA_VERSION)
+    got = st["counts"]
+    runs, batches, sends, events, suppressions, log = counts
+    assert (got["runs"], got["sends"], got["events"]) == (runs, sends, events)
+    assert (got["suppressions"], got["suppression_log"]) == (suppressions, log)
+    if batches is not None:
+        assert got["batches"] == batches
+    with (
+        Store.open(f"sqlite:///{ws / '.outreach' / 'outreach.db'}") as old,
+        Store.open(f"sqlite:///{tmp_path / 'new.db'}") as new,
+    ):
+        for table in TABLES:
+            assert set(old.columns(table)) == set(new.columns(table)), table
+    # a second opening has nothing left to do, and the send works on the upgraded ledger
+    again = cli(ws, "send", "december", "--step", "circular", "--yes", "--now", CIRCULAR_2027)
+    assert again.exit_code == 0, again.output
+
+
+def test_a_ledger_from_a_newer_outreach_is_refused(workspace: Path, cli) -> None:
     db = workspace / ".outreach" / "outreach.db"
     db.parent.mkdir()
     with sqlite3.connect(db) as conn:
-        conn.executescript(FIXTURE_V3.read_text(encoding="utf-8"))
-    return workspace
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    r = cli(workspace, "send", "december", "--step", "circular", "--yes", "--now", CIRCULAR_2027)
+    assert r.exit_code == 1
+    assert (
+        f"the ledger has schema version 99; this outreach understands up to {SCHEMA_VERSION}"
+        in r.output
+    )
+    assert "upgrade outreach" in r.output
+    assert not (workspace / "outbox").exists()
 
 
 def test_a_schema_3_ledger_is_migrated_with_its_rows_in_their_edition(old_ledger: Path, cli):

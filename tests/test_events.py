@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -21,15 +20,17 @@ from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.suppressions import add, history, listing, remove, rule_for
 from outreach.workspace import Workspace
+from tests import stores
 from tests.dates import LAST_CALL_DUE
+
+pytestmark = pytest.mark.both_backends
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
 
 @pytest.fixture
 def ws(sent_template: Path, tmp_path: Path) -> Workspace:
-    root = tmp_path / "ws"
-    shutil.copytree(sent_template, root)
+    root = stores.copy_workspace(sent_template, tmp_path / "ws")
     w = Workspace.open(root)
     w.env.pop("SENDGRID_API_KEY", None)
     return w
@@ -41,12 +42,9 @@ def ledger(ws: Workspace):
         yield led
 
 
-def rows(ledger: Ledger) -> list[sqlite3.Row]:
-    return list(
-        ledger.conn.execute(
-            "SELECT send_id, email, contact_id, campaign, step FROM sends ORDER BY email"
-        )
-    )
+def rows(ledger: Ledger) -> list[dict]:
+    """The sent rows, by address."""
+    return sorted(ledger.table_rows("sends"), key=lambda r: r["email"])
 
 
 def ev(row, event: str, **extra) -> dict:
@@ -79,10 +77,8 @@ def test_ingest_matches_dedupes_and_keeps_unmatched(ledger: Ledger) -> None:
     again = ingest(ledger, batch, "webhook")
     assert (again.stored, again.duplicates, again.matched, again.unmatched) == (0, 3, 0, 0)
     stored = {
-        row[0]: tuple(row[1:])
-        for row in ledger.conn.execute(
-            "SELECT sg_event_id, matched, machine_open, send_id, source FROM events"
-        )
+        e["sg_event_id"]: (e["matched"], e["machine_open"], e["send_id"], e["source"])
+        for e in ledger.event_rows()
     }
     assert stored["a1"] == (1, 0, r[0]["send_id"], "webhook")
     assert stored["a2"][:2] == (1, 1)
@@ -101,15 +97,12 @@ def test_events_without_sg_event_id_get_a_stable_hash_id(ledger: Ledger) -> None
 def test_fallback_to_sg_message_id_prefix_and_address(ledger: Ledger) -> None:
     r = rows(ledger)
     # as the SendGrid transport records it: one X-Message-Id per request (batch)
-    with ledger.transaction() as c:
-        c.execute(
-            "UPDATE sends SET message_id = 'W86EgYT6SQKk0lRflfLRsA' WHERE send_id IN (?, ?)",
-            (r[0]["send_id"], r[1]["send_id"]),
-        )
-        c.execute(
-            "UPDATE sends SET message_id = 'Zz9' WHERE send_id = ?",
-            (r[2]["send_id"],),
-        )
+    for row, mid in (
+        (r[0], "W86EgYT6SQKk0lRflfLRsA"),
+        (r[1], "W86EgYT6SQKk0lRflfLRsA"),
+        (r[2], "Zz9"),
+    ):
+        ledger.mark_sent(row["batch_id"], {row["send_id"]: mid})
     batch = [
         {
             "event": "delivered",
@@ -132,7 +125,7 @@ def test_fallback_to_sg_message_id_prefix_and_address(ledger: Ledger) -> None:
     ]
     res = ingest(ledger, batch, "webhook")
     assert (res.matched, res.unmatched) == (2, 1)
-    got = dict(ledger.conn.execute("SELECT sg_event_id, send_id FROM events WHERE matched = 1"))
+    got = {e["sg_event_id"]: e["send_id"] for e in ledger.event_rows(matched=1)}
     assert got == {"m1": r[1]["send_id"], "m2": r[2]["send_id"]}  # m2: the only row of its batch
 
 
@@ -142,7 +135,7 @@ def test_bad_events_store_nothing(ledger: Ledger) -> None:
         ingest(ledger, [ev(r[0], "open", sg_event_id="ok"), "oops"], "webhook")
     with pytest.raises(EventError, match="no 'event' field"):
         ingest(ledger, [{"email": "a@b.org"}], "webhook")
-    assert ledger.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert ledger.counts()["events"] == 0
 
 
 KINDS = ["delivered", "open", "click", "bounce", "spamreport", "unsubscribe", "dropped"]
@@ -158,13 +151,13 @@ KINDS = ["delivered", "open", "click", "bounce", "spamreport", "unsubscribe", "d
     ),
     split=st.integers(0, 40),
 )
-def test_ingest_is_idempotent_whatever_the_batches(ws: Workspace, picks, split) -> None:
+def test_ingest_is_idempotent_whatever_the_batches(
+    ws: Workspace, backend: str, tmp_path_factory, picks, split
+) -> None:
     """Same events in any batching, any number of times: each stored once, same suppressions."""
-    with Ledger.open(ws.db_url(), ws.root) as led:
-        with led.transaction() as c:
-            c.execute("DELETE FROM events")
-            c.execute("DELETE FROM suppressions")
-            c.execute("DELETE FROM suppression_log")
+    fresh = stores.new_url(backend, tmp_path_factory.mktemp("example"))
+    stores.copy_store(ws.db_url(), fresh)  # the sent rows, no event yet
+    with Ledger.open(fresh) as led:
         r = rows(led)
         events = []
         for i, kind, n, with_id in picks:
@@ -182,7 +175,7 @@ def test_ingest_is_idempotent_whatever_the_batches(ws: Workspace, picks, split) 
         third = ingest(led, events, "webhook")
         assert first.stored + second.stored == unique
         assert third.stored == 0 and third.duplicates == len(events)
-        assert led.conn.execute("SELECT count(*) FROM events").fetchone()[0] == unique
+        assert led.counts()["events"] == unique
         expected = {
             e["email"].lower()
             for e in events
@@ -303,10 +296,13 @@ def test_import_json_ndjson_csv_with_dedupe(ws: Workspace) -> None:
     assert (res.total.received, res.total.stored, res.total.duplicates) == (6, 5, 1)
     assert res.total.suppressions_changed == 1  # the spam report (the block is soft)
     with Ledger.open(ws.db_url(), ws.root) as led:
-        row = led.conn.execute(
-            "SELECT machine_open, timestamp, matched, source FROM events WHERE sg_event_id = 'j4'"
-        ).fetchone()
-    assert tuple(row) == (1, 1796000000, 1, "import:c.csv")
+        [row] = led.event_rows(sg_event_id="j4")
+    assert (row["machine_open"], row["timestamp"], row["matched"], row["source"]) == (
+        1,
+        1796000000,
+        1,
+        "import:c.csv",
+    )
     out = CliRunner().invoke(
         main, ["-C", str(ws.root), "events", "import", str(ws.root / "a.json")]
     )

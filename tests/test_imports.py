@@ -134,6 +134,10 @@ def test_the_report_model_depends_on_no_format() -> None:
     }
 
 
-@pytest.mark.parametrize("name", sorted(modules()))
+# Alembic's scripts run only inside Alembic (outreach.store.migrate runs them)
+ALEMBIC_SCRIPTS = "outreach.store.migrations."
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if not n.startswith(ALEMBIC_SCRIPTS)))
 def test_every_module_imports(name: str) -> None:
     importlib.import_module(name)

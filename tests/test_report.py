@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +20,10 @@ from outreach.ledger import Ledger
 from outreach.report import METRICS, LinkNamer, report
 from outreach.report_formats import CSV_FIELDS, render
 from outreach.workspace import Workspace
+from tests import stores
 from tests.tracking_support import make_workspace
+
+pytestmark = pytest.mark.both_backends
 
 NOW = datetime(2026, 12, 20, 12, tzinfo=UTC)  # after the circular, within its edition
 
@@ -30,18 +32,12 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "report-format.md"
 
 @pytest.fixture
 def ws(sent_template: Path, tmp_path: Path) -> Workspace:
-    root = tmp_path / "ws"
-    shutil.copytree(sent_template, root)
-    return Workspace.open(root)
+    return Workspace.open(stores.copy_workspace(sent_template, tmp_path / "ws"))
 
 
 def add_events(ws: Workspace) -> list:
     with Ledger.open(ws.db_url(), ws.root) as ledger:
-        rows = list(
-            ledger.conn.execute(
-                "SELECT send_id, email, country_status FROM sends WHERE step = 'circular' ORDER BY email"
-            )
-        )
+        rows = sorted(ledger.table_rows("sends", step="circular"), key=lambda r: r["email"])
         t0 = 1_796_115_600
         evs = []
         for i, r in enumerate(rows):

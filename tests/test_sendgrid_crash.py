@@ -19,7 +19,7 @@ from tests.dates import CIRCULAR_DUE
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import ENV, KEY, copy_example, edit, rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
 ARGS = ["send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now", CIRCULAR_DUE]
 VALID = 57

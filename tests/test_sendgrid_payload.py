@@ -350,7 +350,7 @@ def test_sandbox_is_recorded_apart_from_real_sends(sg: Path, fake: FakeSendGrid)
     edit(sg / "campaigns/sg.yaml", "  sandbox: true\n", "")
     summary, _ = run_send(sg, "sg", steps=("note",))
     assert summary.sent == 7
-    assert len(rows(sg, "transport = 'sendgrid'")) == 7
+    assert len(rows(sg, transport="sendgrid")) == 7
 
 
 # ------------------------------------------------------------------------------------------

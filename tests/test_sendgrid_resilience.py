@@ -145,7 +145,7 @@ def test_no_answer_after_sending_is_unknown_and_resent_only_on_request(
     assert lost == {"ben@example.org", "femi@example.org"}
     assert summary.unknown == 2 and summary.sent == 5 and not summary.paused
     assert "no answer came" in summary.steps[0].errors[0]
-    unknown = {r["email"] for r in rows(sg, "status = 'unknown'")}
+    unknown = {r["email"] for r in rows(sg, status="unknown")}
     assert unknown == lost
     want = EVERYONE if accepted else EVERYONE - Counter(lost)
     assert fake.received_by() == want

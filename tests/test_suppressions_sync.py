@@ -17,6 +17,8 @@ from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import KEY, Sleeps
 from tests.tracking_support import make_workspace
 
+pytestmark = pytest.mark.both_backends
+
 
 def _lists() -> dict[str, list]:
     return {

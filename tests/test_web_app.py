@@ -51,7 +51,7 @@ def test_healthz_is_503_when_the_database_cannot_be_read(serve_app, sent_ws, cap
         path.unlink(missing_ok=True)
     r = client.get("/healthz")
     assert (r.status_code, r.text) == (503, "database unavailable\n")
-    assert any("health check failed: the ledger cannot be read" in m for m in caplog.messages)
+    assert any("health check failed: not an outreach database" in m for m in caplog.messages)
 
 
 def test_healthz_is_503_when_the_connection_is_gone(serve_app) -> None:

@@ -18,6 +18,7 @@ from outreach.suppressions import history
 from outreach.web.app import create_app
 from outreach.web.services import ServerSettings
 from outreach.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests import stores
 from tests.dates import LAST_CALL_DUE, WEBHOOK_NOW, webhook_now
 from tests.tracking_support import EVENTS_T0, Signer, body, circular_batches
 
@@ -444,23 +445,21 @@ def test_the_next_steps_follow_the_stored_events(webhook, batches, circular_rows
 
 
 def test_a_locked_store_answers_503_so_that_sendgrid_retries(
-    webhook, batches, sent_ws, caplog
+    serve_app, signer, circular_rows, sent_ws, caplog, monkeypatch
 ) -> None:
-    import sqlite3
+    import outreach.store.sqlite
 
-    services = webhook.client.app.state.services
-    services.ledger.conn.execute("PRAGMA busy_timeout = 0")  # fail at once instead of in 10 s
-    other = sqlite3.connect(sent_ws.root / ".outreach" / "outreach.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
+    monkeypatch.setattr(outreach.store.sqlite, "BUSY_TIMEOUT_MS", 50)  # fail fast, not in 10 s
+    client = serve_app()
+    data = body(circular_batches(circular_rows)[2])
+    with stores.open_store(sent_ws.root) as other, other.transaction():
+        # another process holds the write lock
         caplog.set_level(logging.INFO, "outreach.server")
-        r = webhook(batches[2])
+        r = client.post("/events", content=data, headers=signer.headers(data))
         assert (r.status_code, r.text) == (503, "503 storage-error\n")
         assert any("could not store 1 event(s)" in m.getMessage() for m in caplog.records)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-    assert webhook(batches[2]).status_code == 200  # and the retry is stored
+    r = client.post("/events", content=data, headers=signer.headers(data))
+    assert r.status_code == 200  # and the retry is stored
 
 
 def test_unsigned_mode_accepts_and_warns_on_every_request(serve_app, caplog) -> None:

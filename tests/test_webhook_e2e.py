@@ -18,7 +18,7 @@ from outreach.ledger import Ledger
 from tests.dates import webhook_now
 from tests.tracking_support import body, circular_batches, http, run_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.dates import CIRCULAR_DUE, WEBHOOK_NOW
+from tests.stores import attach
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,7 @@ def make_workspace(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("campaigns", "lists", "templates"):
         shutil.copytree(REPO / name, dest / name)
-    return dest
+    return attach(dest)
 
 
 def send_outbox(root: Path, step: str = "circular", now=None):

@@ -80,7 +80,7 @@ def serve(ws: Workspace, options: ServeOptions) -> None:
     app = create_app(ws, settings)  # checks the key and the routes before anything starts
     with Ledger.open(ws.db_url(), ws.root) as ledger:  # migrations run here, once
         ledger.ping()
-        db_path = ledger.path
+        db_path = ledger.location
     if settings.insecure:
         banner = "!" * 78
         log.warning(banner)

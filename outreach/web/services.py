@@ -8,6 +8,7 @@ which runs a store call in a worker thread, one call at a time (one connection p
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -100,7 +101,9 @@ class Services:
 
     def open(self) -> None:
         """Open this worker's own connection (at startup; migrations ran in the parent)."""
-        self.ledger = Ledger.open(self.ws.db_url(), self.ws.root)
+        self.ledger = Ledger.open(
+            self.ws.db_url(), self.ws.root, purpose=f"outreach serve (pid {os.getpid()})"
+        )
 
     def close(self) -> None:
         if self.ledger is not None:

@@ -1,0 +1,65 @@
+"""The typed codes the store keeps: one set per table column, enforced by the schema.
+
+Each is a :class:`~enum.StrEnum`, so a member compares equal to its text (``"sent"``) and is
+stored as that text. The migration that added a set's CHECK constraint lists its values
+literally (migrations never change); ``tests/test_store.py`` proves that the schema accepts
+every member and refuses anything else, on every backend.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SendStatus(StrEnum):
+    """``sends.status``: where one recipient's hand-off stands (see the ledger protocol)."""
+
+    PENDING = "pending"  # committed before the hand-off; outcome not yet recorded
+    SENT = "sent"  # the transport accepted it
+    FAILED = "failed"  # nothing was accepted: may be retried
+    UNKNOWN = "unknown"  # may have been accepted: resent only with --resend-unknown
+    CANCELLED = "cancelled"  # a scheduled send cancelled before its time
+
+
+class BatchStatus(StrEnum):
+    """``batches.status``: the same protocol for one request, plus ``reconciled`` (a crashed
+    run's batch whose rows were settled one by one by the next run)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+    RECONCILED = "reconciled"
+
+
+class RunOutcome(StrEnum):
+    """``runs.outcome`` (NULL while the run goes on, or if it was killed)."""
+
+    COMPLETE = "complete"
+    PAUSED = "paused"  # too many failed batches in a row
+    STOPPED = "stopped"  # a fatal transport error
+    INTERRUPTED = "interrupted"  # Ctrl-C or a bug during a hand-off
+
+
+class SuppressionReason(StrEnum):
+    """``suppressions.reason``: why an address is never mailed (shown in the send plan)."""
+
+    BOUNCE = "bounce"  # hard bounce
+    DROPPED = "dropped"  # SendGrid dropped it for a reason about the address
+    SPAMREPORT = "spamreport"
+    UNSUBSCRIBE = "unsubscribe"
+    GROUP_UNSUBSCRIBE = "group_unsubscribe"  # the only one a later event may lift
+    MANUAL = "manual"  # `outreach suppressions add`
+
+
+class SuppressionAction(StrEnum):
+    """``suppression_log.action``."""
+
+    ADD = "add"
+    REPLACE = "replace"  # a permanent reason replaced a liftable one
+    REMOVE = "remove"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(m.value for m in enum)
