@@ -132,6 +132,13 @@ def main(ctx: click.Context, root: Path | None) -> None:
 @click.option(
     "--allow-late", is_flag=True, help="Send steps that are more than 24 h overdue without asking."
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 32),
+    metavar="N",
+    help="SendGrid requests in flight at once, 1–32 (default: the campaign's "
+    "sendgrid.concurrency, 8). Each is still recorded before it leaves.",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @edition_option("send")
 @now_option
@@ -148,6 +155,7 @@ def send(
     resend_unknown,
     resend_cancelled,
     allow_late,
+    concurrency,
     yes,
     edition,
     now,
@@ -176,6 +184,7 @@ def send(
         allow_late=allow_late,
         now=_now(now),
         edition=edition,
+        concurrency=concurrency,
     )
     summary = run_send(ws, campaign, options, RichUI())
     print_summary(summary)

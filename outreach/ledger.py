@@ -11,6 +11,13 @@ moment leads neither to a duplicate nor to a loss:
 A run that finds ``pending`` rows left by a crashed run asks the transport to reconcile them
 (the outbox can tell from its files; SendGrid cannot, so they become ``unknown``). ``unknown``
 rows are never resent unless the coordinator passes ``--resend-unknown``.
+
+A concurrent run writes batches ahead of their hand-off (step 1 overlaps other batches'
+requests). Such a batch is recorded ``queued`` (its rows ``pending``, so no other run can take
+them) and flipped to ``pending`` by :meth:`Ledger.mark_handed_off`, durably, just before its
+request. After a crash the rows of a still ``queued`` batch are known never to have left:
+:meth:`Ledger.pending_rows` reports them with status ``queued`` and they are retried, never
+``unknown``. So a SIGKILL leaves at most as many batches ``unknown`` as requests were in flight.
 """
 
 from __future__ import annotations
@@ -438,10 +445,14 @@ class Ledger:
         return {r["contact_id"]: Row(*r) for r in cur}
 
     def pending_rows(self, campaign: str, transport: str) -> list[Row]:
-        """Rows a crashed run left ``pending``, whatever their edition."""
+        """Rows a crashed run left ``pending``, whatever their edition. Rows of a batch that was
+        still ``queued`` (written ahead, never handed off) come back with status ``queued``."""
         cur = self.conn.execute(
-            "SELECT send_id, contact_id, email, status, batch_id, message_id, error FROM sends "
-            "WHERE campaign = ? AND transport = ? AND status = 'pending'",
+            "SELECT s.send_id, s.contact_id, s.email, "
+            "CASE WHEN b.status = 'queued' THEN 'queued' ELSE s.status END, "
+            "s.batch_id, s.message_id, s.error FROM sends s "
+            "LEFT JOIN batches b ON b.batch_id = s.batch_id "
+            "WHERE s.campaign = ? AND s.transport = ? AND s.status = 'pending'",
             (campaign, transport),
         )
         return [Row(*r) for r in cur]
@@ -458,8 +469,12 @@ class Ledger:
         rows: Iterable[dict],
         run_id: int,
         provider_batch_id: str | None = None,
+        queued: bool = False,
     ) -> None:
-        """Write a batch's rows as ``pending`` (new rows, or failed/unknown rows being retried)."""
+        """Write a batch's rows as ``pending`` (new rows, or failed/unknown rows being retried).
+
+        ``queued``: the batch is written ahead of its hand-off; :meth:`mark_handed_off` must
+        flip it before its request (until then a crash means "never sent")."""
         ts = now_iso()
         rows = list(rows)
         with self.transaction() as c:
@@ -475,7 +490,7 @@ class Ledger:
                     transport,
                     variant,
                     len(rows),
-                    "pending",
+                    "queued" if queued else "pending",
                     provider_batch_id,
                     run_id,
                     ts,
@@ -526,6 +541,22 @@ class Ledger:
                     f"batch {batch_id}: {len(rows) - n} recipient(s) are already sent or in flight",
                     where=Location(self.path),
                     hint="another process may be sending; run `outreach status` and try again",
+                )
+
+    def mark_handed_off(self, batch_id: str) -> None:
+        """A ``queued`` batch is about to be handed off: from now on a crash leaves its rows
+        ``unknown``, not "never sent". Committed durably before the request goes out."""
+        ts = now_iso()
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE batches SET status = 'pending', updated_at = ? "
+                "WHERE batch_id = ? AND status = 'queued'",
+                (ts, batch_id),
+            )
+            if cur.rowcount != 1:
+                raise LedgerError(
+                    f"batch {batch_id} is not queued: it cannot be handed off",
+                    where=Location(self.path),
                 )
 
     def mark_sent(self, batch_id: str, message_ids: dict[str, str] | str | None) -> None:
@@ -590,7 +621,8 @@ class Ledger:
                 else:
                     raise ValueError(status)
             c.execute(
-                "UPDATE batches SET status = 'reconciled', updated_at = ? WHERE status = 'pending' AND batch_id IN "
+                "UPDATE batches SET status = 'reconciled', updated_at = ? "
+                "WHERE status IN ('pending', 'queued') AND batch_id IN "
                 "(SELECT DISTINCT batch_id FROM sends WHERE status != 'pending')",
                 (ts,),
             )

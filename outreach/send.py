@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from outreach import executor
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
 from outreach.contacts import (
     Contact,
@@ -30,21 +31,12 @@ from outreach.contacts import (
 )
 from outreach.context import ContextBuilder, as_of_date
 from outreach.countries import CountryTable
-from outreach.exceptions import (
-    ConfigError,
-    FatalError,
-    ListError,
-    PermanentError,
-    SendAborted,
-    TemplateError,
-    UnknownOutcome,
-)
-from outreach.ledger import Ledger, Row, new_id, short_id
+from outreach.exceptions import ConfigError, ListError, SendAborted, TemplateError
+from outreach.executor import SendSummary, StepResult
+from outreach.ledger import Ledger, Row, new_id
 from outreach.render import Renderer, Variant, lint_template_sources
 from outreach.transports import Batch, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
-
-PAUSE_AFTER = 3  # consecutive failed batches before the run pauses
 
 
 @dataclass
@@ -61,6 +53,7 @@ class SendOptions:
     allow_late: bool = False
     now: datetime | None = None
     edition: int | None = None  # None: the edition current at ``now``
+    concurrency: int | None = None  # requests in flight; None: the campaign's sendgrid.concurrency
 
 
 @dataclass
@@ -104,50 +97,15 @@ class SendPlan:
         return [s for s in self.steps if s.state == "late"]
 
 
-@dataclass
-class StepResult:
-    step: str
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
-    batches: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SendSummary:
-    campaign: str
-    edition: int
-    transport: str
-    real: bool
-    dry_run: bool
-    steps: list[StepResult]
-    seconds: float
-    paused: str | None = None
-    test_sends: int = 0
-    outbox_index: list[str] = field(default_factory=list)
-    requests: int = 0
-    bytes_sent: int = 0
-
-    @property
-    def sent(self) -> int:
-        return sum(s.sent for s in self.steps)
-
-    @property
-    def failed(self) -> int:
-        return sum(s.failed for s in self.steps)
-
-    @property
-    def unknown(self) -> int:
-        return sum(s.unknown for s in self.steps)
-
-
 class UI(Protocol):
     """What :func:`send` needs from its caller (the CLI, a test, a notebook)."""
 
     def show_plan(self, plan: SendPlan) -> None: ...
     def confirm(self, question: str) -> bool: ...
-    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]: ...
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+        """A context whose value is called as ``advance(messages_done, requests_in_flight)``."""
+        ...
+
     def note(self, text: str) -> None: ...
 
 
@@ -166,8 +124,8 @@ class QuietUI:
         return self.answer
 
     @contextmanager
-    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
-        yield lambda n: None
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+        yield lambda n, in_flight=0: None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -288,14 +246,7 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     for sid in options.steps:
         campaign.step(sid)  # raises with the list of steps
 
-    reconciled: Counter = Counter()
-    stale = ledger.pending_rows(campaign.name, transport.name)
-    if stale:
-        outcomes = transport.reconcile(stale)
-        for status, _info in outcomes.values():
-            reconciled[status] += 1
-        if not options.dry_run:
-            ledger.resolve_rows(outcomes)
+    reconciled = repair(ledger, campaign, transport, dry_run=options.dry_run)
 
     steps: list[StepPlan] = []
     not_due: list[tuple[ResolvedStep, datetime]] = []
@@ -337,6 +288,24 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
         budget = _plan_step(plan, sp, ledger, suppressed, budget)
     plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
     return plan
+
+
+def repair(ledger: Ledger, campaign: Campaign, transport: Transport, *, dry_run: bool) -> Counter:
+    """Settle the rows a crashed run left ``pending`` (unless ``dry_run``); count outcomes.
+
+    Rows of batches that were still queued never left: they are retried. The others are the
+    transport's to judge (the outbox looks for its files; SendGrid cannot know: unknown)."""
+    stale = ledger.pending_rows(campaign.name, transport.name)
+    if not stale:
+        return Counter()
+    handed = [r for r in stale if r.status != "queued"]
+    outcomes = transport.reconcile(handed) if handed else {}
+    for r in stale:
+        if r.status == "queued":
+            outcomes[r.send_id] = ("retry", "prepared but never handed off (interrupted run)")
+    if not dry_run:
+        ledger.resolve_rows(outcomes)
+    return Counter(status for status, _info in outcomes.values())
 
 
 def _plan_step(
@@ -393,6 +362,7 @@ def _plan_step(
     fallback_subjects: Counter = Counter()
     now = plan.now
     horizon = now + transport.schedule_ahead
+    uncertain: set[str] = set()  # send ids resent after an unknown or cancelled outcome
 
     def exclude(reason: str, contact: Contact) -> None:
         sp.exclusions[reason] += 1
@@ -437,6 +407,8 @@ def _plan_step(
                 )
                 continue
             sp.retrying += 1
+            if row.status in ("unknown", "cancelled"):
+                uncertain.add(row.send_id)
         send_at = None
         if step.local_time:
             tz = _contact_tz(plan.countries, contact, campaign)
@@ -491,7 +463,9 @@ def _plan_step(
         sp.notes.append(f"{n} contact(s) get the {got!r} subject: the step has none in {asked!r}")
     for vid, recs in by_variant.items():
         for chunk, notes in transport.split(sp.variants[vid], recs):
-            sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))
+            batch = Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes)
+            batch.resends_uncertain = bool(uncertain) and any(r.send_id in uncertain for r in chunk)
+            sp.batches.append(batch)
             sp.notes.extend(notes)
     sp.notes.extend(transport.plan_notes(sp.batches))
     return budget
@@ -509,137 +483,10 @@ def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -
 
 
 def execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
-    """Deliver the plan batch by batch under the ledger protocol."""
+    """Deliver the plan under the ledger protocol, up to ``concurrency`` requests at a time
+    (:mod:`outreach.executor`)."""
     with fewer_collections():
-        return _execute(plan, ledger, ui)
-
-
-def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
-    t0 = time.monotonic()
-    campaign, transport = plan.campaign, plan.transport
-    results = {sp.step.id: StepResult(sp.step.id) for sp in plan.steps}
-    summary = SendSummary(
-        campaign.name,
-        campaign.edition,
-        transport.name,
-        transport.real,
-        False,
-        list(results.values()),
-        0,
-    )
-    run_id = ledger.begin_run(
-        campaign.name,
-        campaign.edition,
-        transport.name,
-        {k: v for k, v in vars(plan.options).items() if k != "now"},
-    )
-    consecutive = 0
-    outcome = "complete"
-    transport.on_retry = ui.note
-    try:
-        with ui.progress(plan.total, f"Sending via {transport.describe()}") as advance:
-            for sp in plan.steps:
-                res = results[sp.step.id]
-                for batch in sp.batches:
-                    try:
-                        transport.prepare_batch(batch)  # e.g. a SendGrid batch id (scheduled)
-                    except FatalError as exc:
-                        res.errors.append(str(exc))
-                        outcome = "stopped"
-                        summary.paused = f"stopped: {exc.message}"
-                        raise
-                    ledger.mark_pending(
-                        campaign=campaign.name,
-                        edition=campaign.edition,
-                        step=sp.step.id,
-                        transport=transport.name,
-                        batch_id=batch.id,
-                        variant=batch.variant.id,
-                        run_id=run_id,
-                        provider_batch_id=batch.provider_batch_id,
-                        rows=(_row(r) for r in batch.recipients),
-                    )
-                    res.batches += 1
-                    try:
-                        delivery = transport.deliver(batch)
-                    except UnknownOutcome as exc:
-                        ledger.mark_batch(batch.id, "unknown", exc.message)
-                        res.unknown += batch.size
-                        res.errors.append(f"batch {short_id(batch.id)}: {exc.message}")
-                        consecutive += 1
-                    except FatalError as exc:
-                        ledger.mark_batch(batch.id, "failed", exc.message)
-                        res.failed += batch.size
-                        res.errors.append(str(exc))
-                        outcome = "stopped"
-                        summary.paused = f"stopped: {exc.message}"
-                        raise
-                    except PermanentError as exc:
-                        ledger.mark_batch(batch.id, "failed", exc.message)
-                        res.failed += batch.size
-                        res.errors.append(
-                            f"batch {short_id(batch.id)} ({batch.size} recipients): {exc}"
-                        )
-                        consecutive += 1
-                    except BaseException:
-                        # Ctrl-C or a bug while handing off: we cannot know what went out
-                        outcomes = transport.reconcile(
-                            [
-                                Row(
-                                    r.send_id,
-                                    r.contact.contact_id,
-                                    r.contact.email,
-                                    "pending",
-                                    batch.id,
-                                    None,
-                                    None,
-                                )
-                                for r in batch.recipients
-                            ]
-                        )
-                        ledger.resolve_rows(outcomes)
-                        outcome = "interrupted"
-                        raise
-                    else:
-                        ledger.mark_sent(batch.id, delivery.message_ids)
-                        res.sent += batch.size
-                        consecutive = 0
-                    advance(batch.size)
-                    if consecutive >= PAUSE_AFTER:
-                        outcome = "paused"
-                        summary.paused = (
-                            f"paused after {consecutive} failed batches in a row; "
-                            "nothing else was attempted. Fix the cause and run the same command again to resume"
-                        )
-                        return summary
-    except FatalError:
-        return summary
-    finally:
-        ledger.end_run(run_id, outcome)
-        summary.seconds = time.monotonic() - t0
-        summary.requests = transport.requests
-        summary.bytes_sent = transport.bytes_sent
-        if hasattr(transport, "write_index"):
-            for sp in plan.steps:
-                p = transport.write_index(ledger, sp.step.id)  # type: ignore[attr-defined]
-                if p:
-                    summary.outbox_index.append(str(p.relative_to(plan.campaign.root)))
-        transport.close()
-    return summary
-
-
-def _row(r: Recipient) -> dict:
-    return {
-        "send_id": r.send_id,
-        "contact_id": r.contact.contact_id,
-        "email": r.contact.email,
-        "segment": r.segment,
-        "relationship": r.contact.relationship,
-        "country": r.contact.country,
-        "country_status": r.country_status,
-        "language": r.language,
-        "send_at": r.send_at.isoformat() if r.send_at else None,
-    }
+        return executor.execute(plan, ledger, ui)
 
 
 def send_tests(plan: SendPlan, ledger: Ledger, to: tuple[str, ...]) -> int:

@@ -70,7 +70,7 @@ from outreach.exceptions import (
 from outreach.ledger import short_id
 from outreach.render import apply_transforms
 from outreach.sendgrid_api import PERSONALIZATION_WORDS, SendGridAPI
-from outreach.transports.base import Batch, Delivery, Recipient, Transport
+from outreach.transports.base import Batch, Capability, Delivery, Recipient, Transport
 
 if TYPE_CHECKING:
     from outreach.campaign import Campaign
@@ -127,6 +127,7 @@ class SendGridTransport(Transport):
     name = "sendgrid"
     real = True
     max_batch = MAX_PERSONALIZATIONS
+    capabilities = Capability.SCHEDULES | Capability.CANCELS | Capability.CONCURRENT
     schedule_ahead = SCHEDULE_AHEAD
 
     # the retry policy, timeout and request count live on the API client
@@ -156,6 +157,7 @@ class SendGridTransport(Transport):
         opts = campaign.spec.sendgrid
         self.options = opts
         self.max_batch = min(opts.batch_size, MAX_PERSONALIZATIONS)  # type: ignore[misc]
+        self.concurrency = opts.concurrency
         if opts.sandbox:
             # a sandbox run is recorded apart: it must not count as having sent the step
             self.name = "sendgrid-sandbox"  # type: ignore[misc]
@@ -615,7 +617,7 @@ class SendGridTransport(Transport):
                 f"batch {short_id(batch.id)} would be {size:,} bytes, over SendGrid's 30 MB",
                 hint="lower sendgrid.batch_size in the campaign file",
             )
-        self.bytes_sent += size
+        self.count(nbytes=size)
         resp = self.api.call(
             "POST",
             "mail/send",
