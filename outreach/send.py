@@ -35,7 +35,7 @@ from outreach.exceptions import ConfigError, ListError, SendAborted, TemplateErr
 from outreach.executor import SendSummary, StepResult
 from outreach.ledger import Ledger, Row, new_id
 from outreach.render import Renderer, Variant, lint_template_sources
-from outreach.transports import Batch, Recipient, Transport, choose, make_transport
+from outreach.transports import Batch, Capability, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
 
 
@@ -205,7 +205,12 @@ def clock_from(start: datetime) -> Callable[[], float]:
 
 
 def step_due_at(step: ResolvedStep, transport: Transport) -> datetime:
-    return step.earliest() - transport.schedule_ahead if step.local_time else step.send_at
+    """When a step is due: its send time, or for a local-time step its earliest instant less
+    how far ahead the transport can schedule."""
+    if not step.local_time:
+        return step.send_at
+    ahead = transport.schedule_ahead if transport.can(Capability.SCHEDULES) else timedelta(0)
+    return step.earliest() - ahead
 
 
 @contextmanager
@@ -361,6 +366,7 @@ def _plan_step(
     fallback_langs: Counter = Counter()
     fallback_subjects: Counter = Counter()
     now = plan.now
+    schedules = transport.can(Capability.SCHEDULES)
     horizon = now + transport.schedule_ahead
     uncertain: set[str] = set()  # send ids resent after an unknown or cancelled outcome
 
@@ -413,12 +419,12 @@ def _plan_step(
         if step.local_time:
             tz = _contact_tz(plan.countries, contact, campaign)
             at = step.instant_in(tz)
-            if transport.schedule_ahead and at > horizon:
+            if schedules and at > horizon:
                 sp.held += 1
                 exclude("local send time more than 72 h ahead (held for a later run)", contact)
                 continue
             send_at = at if at > now else None
-            if not transport.schedule_ahead:
+            if not schedules:
                 send_at = at  # the outbox records the intended local time
         if budget is not None and budget <= 0:
             exclude("over --limit", contact)
