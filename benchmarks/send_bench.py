@@ -14,12 +14,19 @@ counts every request but does not apply substitutions), then runs ``outreach sen
 * MJML compiles and variants
 * peak RSS of the process
 
+``--latency 0.25`` makes the fake answer every mail/send request 250 ms late (the round trip,
+upload and processing of a real request), and ``-c N`` (repeatable) runs each size with N
+requests in flight (``--concurrency N``); the grid of sizes × concurrencies × latencies runs in
+one invocation, so that its figures compare.
+
 Usage::
 
     python benchmarks/send_bench.py                       # N = 100k and 1M, + batching off
     python benchmarks/send_bench.py -n 10000 -n 100000    # chosen sizes
     python benchmarks/send_bench.py --baseline-n 5000     # size of the batch_size=1 comparison
     python benchmarks/send_bench.py --profile -n 100000   # cProfile of the send (top 30)
+    python benchmarks/send_bench.py -n 5000 -n 100000 -n 1000000 -c 1 -c 4 -c 8 -c 16 \
+        --latency 0 --latency 0.25 --no-baseline          # the concurrency table
 
 Results are printed as a table and written to benchmarks/results/ (git-ignored) as JSON.
 """
@@ -90,9 +97,9 @@ def make_workspace(dest: Path, n: int, batch_size: int = 1000) -> Path:
     return dest
 
 
-def start_fake() -> tuple[subprocess.Popen, str]:
+def start_fake(latency: float = 0.0) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE), "--fast", "--port", "0", "--key", KEY],
+        [sys.executable, str(FAKE), "--fast", "--port", "0", "--key", KEY, "--delay", f"{latency}"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -111,7 +118,7 @@ def fake_stats(url: str) -> dict:
 # The measured run (in a fresh process, so that peak RSS is its own)
 
 
-def worker(ws: Path, profile: bool) -> dict:
+def worker(ws: Path, profile: bool, concurrency: int | None = None) -> dict:
     """``outreach send december --step circular --skip-invalid --yes``, timed by phase.
 
     The same calls as :func:`outreach.send.send` (open the ledger, take the send lock,
@@ -124,7 +131,13 @@ def worker(ws: Path, profile: bool) -> dict:
     from outreach.workspace import Workspace
 
     imported = time.perf_counter()
-    options = SendOptions(steps=("circular",), skip_invalid=True, yes=True, transport="sendgrid")
+    options = SendOptions(
+        steps=("circular",),
+        skip_invalid=True,
+        yes=True,
+        transport="sendgrid",
+        concurrency=concurrency,
+    )
     ui = QuietUI(True)
     phases: dict[str, float] = {}
 
@@ -136,6 +149,7 @@ def worker(ws: Path, profile: bool) -> dict:
             plan = prepare(ws_, "december", options, ledger)
             ui.show_plan(plan)
             phases["plan_seconds"] = time.perf_counter() - t
+            phases["plan_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t = time.perf_counter()
             summary = execute(plan, ledger, ui)
             phases["deliver_seconds"] = time.perf_counter() - t
@@ -169,6 +183,9 @@ def worker(ws: Path, profile: bool) -> dict:
         "min_requests": sum(-(-n // 1000) for n in per_variant.values()),
         "min_requests_at_batch_size": sum(-(-n // cap) for n in per_variant.values()),
         "bytes": summary.bytes_sent,
+        "bytes_per_personalization": summary.bytes_sent / max(1, summary.sent),
+        "concurrency": summary.concurrency,
+        "wire_seconds": summary.wire_seconds,
         "compiles": plan.renderer.compiles,
         "variants": len(sp.variants),
         "batch_size": cap,
@@ -177,18 +194,35 @@ def worker(ws: Path, profile: bool) -> dict:
     }
 
 
-def measure(n: int, batch_size: int, profile: bool = False) -> dict:
+_MADE: dict[tuple[int, int], Path] = {}
+
+
+def measure(
+    n: int,
+    batch_size: int,
+    profile: bool = False,
+    concurrency: int | None = None,
+    latency: float = 0.0,
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
         t0 = time.perf_counter()
-        ws = make_workspace(Path(tmp) / "ws", n, batch_size)
+        made = _MADE.get((n, batch_size))
+        if made is None or not made.exists():  # generate once per size, copy for each run
+            made = Path(tempfile.mkdtemp(prefix="outreach-bench-src-")) / "ws"
+            make_workspace(made, n, batch_size)
+            _MADE[(n, batch_size)] = made
+        ws = Path(tmp) / "ws"
+        shutil.copytree(made, ws)
         generated = time.perf_counter() - t0
-        fake, url = start_fake()
+        fake, url = start_fake(latency)
         try:
             env = {k: v for k, v in os.environ.items() if k != "OUTREACH_DB"}
             env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": url}
             cmd = [sys.executable, __file__, "--worker", str(ws)] + (
                 ["--profile"] if profile else []
             )
+            if concurrency:
+                cmd += ["--concurrency", str(concurrency)]
             t1 = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             process_seconds = time.perf_counter() - t1
@@ -203,6 +237,7 @@ def measure(n: int, batch_size: int, profile: bool = False) -> dict:
             fake.wait(timeout=10)
     result |= {
         "n": n,
+        "latency": latency,
         "process_seconds": process_seconds,
         "generate_seconds": generated,
         "server_requests": stats.get("mail_requests", 0),
@@ -214,17 +249,20 @@ def measure(n: int, batch_size: int, profile: bool = False) -> dict:
 
 def row(r: dict) -> str:
     return (
-        f"{r['n']:>9,} {r['batch_size']:>5} {r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
+        f"{r['n']:>9,} {r['batch_size']:>5} {r['latency'] * 1000:>5.0f} {r['concurrency']:>4} "
+        f"{r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
         f"{r['deliver_seconds']:>8.1f} {r['process_seconds']:>8.1f} "
         f"{r['requests']:>9,} {r['min_requests_at_batch_size']:>9,} {r['bytes'] / 1e6:>9.1f} "
+        f"{r['bytes_per_personalization']:>6.0f} {r['wire_seconds']:>7.1f} "
         f"{r['compiles']:>8} {r['variants']:>8} {r['peak_rss_mb']:>8.0f}"
     )
 
 
 HEADER = (
-    f"{'N':>9} {'batch':>5} {'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
+    f"{'N':>9} {'batch':>5} {'lat ms':>5} {'conc':>4} "
+    f"{'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
     f"{'requests':>9} {'Σ⌈n/b⌉':>9} "
-    f"{'MB sent':>9} {'compiles':>8} {'variants':>8} {'RSS MB':>8}"
+    f"{'MB sent':>9} {'B/pers':>6} {'wire s':>7} {'compiles':>8} {'variants':>8} {'RSS MB':>8}"
 )
 
 
@@ -238,18 +276,27 @@ def main() -> None:
     )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "-c", "--concurrency", type=int, action="append", help="requests in flight (repeatable)"
+    )
+    ap.add_argument(
+        "--latency", type=float, action="append", help="seconds the fake waits before every answer"
+    )
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.profile)))
+        conc = args.concurrency[0] if args.concurrency else None
+        print(json.dumps(worker(args.worker, args.profile, conc)))
         return
     sizes = args.n or [100_000, 1_000_000]
     results = []
     print(HEADER)
-    for n in sizes:
-        r = measure(n, 1000, args.profile)
-        results.append(r)
-        print(row(r), flush=True)
+    for latency in args.latency or [0.0]:
+        for n in sizes:
+            for c in args.concurrency or [None]:
+                r = measure(n, 1000, args.profile, c, latency)
+                results.append(r)
+                print(row(r), flush=True)
     if not args.no_baseline:
         batched = measure(args.baseline_n, 1000)
         single = measure(args.baseline_n, 1)
