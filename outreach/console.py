@@ -185,10 +185,10 @@ def _print_step(plan: SendPlan, sp: StepPlan) -> None:
         console.print(Padding(table, (0, 0, 0, 4)))
     if sp.exclusions:
         console.print("  Excluded:")
-        for reason, n in sp.exclusions.most_common():
-            ex = sp.examples.get(reason)
+        for why, n in sp.exclusions.most_common():
+            ex = sp.examples.get(why)
             more = f" — e.g. {', '.join(ex[:3])}" if ex else ""
-            say(f"    {n:>6}  {reason}{more}")
+            say(f"    {n:>6}  {why.words()}{more}")
     for note in dict.fromkeys(sp.notes):
         say(f"  note: {note}")
 

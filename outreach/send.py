@@ -2,8 +2,9 @@
 
 :func:`prepare` loads and validates everything (campaign, country data, lists, templates),
 repairs what a crashed run left behind, and builds a :class:`SendPlan` without sending
-anything. :func:`execute` delivers the plan batch by batch under the ledger protocol (see
-:mod:`outreach.ledger`). :func:`send` is the whole command; the CLI passes it a :class:`UI`.
+anything (each step by :func:`outreach.planner.plan_step`). :func:`execute` delivers the plan
+under the ledger protocol, several requests at a time (:mod:`outreach.executor`). :func:`send`
+is the whole command; the CLI passes it a :class:`UI`.
 """
 
 from __future__ import annotations
@@ -11,32 +12,44 @@ from __future__ import annotations
 import difflib
 import gc
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-from outreach import executor
+from outreach import executor, planner
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
 from outreach.contacts import (
-    Contact,
     ContactList,
     Issue,
-    country_status,
     load_for_campaign,
-    segment_of,
 )
-from outreach.context import ContextBuilder, as_of_date
+from outreach.context import ContextBuilder
 from outreach.countries import CountryTable
 from outreach.exceptions import ConfigError, ListError, SendAborted, TemplateError
+from outreach.exclusions import Reason
 from outreach.executor import SendSummary, StepResult
-from outreach.ledger import Ledger, Row, new_id
-from outreach.render import Renderer, Variant, lint_template_sources
+from outreach.ledger import Ledger, new_id
+from outreach.planner import SendPlan, StepPlan
+from outreach.render import Renderer, lint_template_sources
 from outreach.transports import Batch, Capability, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
+
+__all__ = [
+    "UI",
+    "QuietUI",
+    "SendOptions",
+    "SendPlan",
+    "SendSummary",
+    "StepPlan",
+    "StepResult",
+    "execute",
+    "prepare",
+    "send",
+    "status",
+]
 
 
 @dataclass
@@ -54,47 +67,6 @@ class SendOptions:
     now: datetime | None = None
     edition: int | None = None  # None: the edition current at ``now``
     concurrency: int | None = None  # requests in flight; None: the campaign's sendgrid.concurrency
-
-
-@dataclass
-class StepPlan:
-    step: ResolvedStep
-    state: str  # due | forced | late | not_due
-    due_at: datetime
-    recipients: list[Recipient] = field(default_factory=list)
-    batches: list[Batch] = field(default_factory=list)
-    exclusions: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    breakdown: Counter = field(default_factory=Counter)  # (segment, status, language) → n
-    variants: dict[str, Variant] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    held: int = 0
-    retrying: int = 0
-
-
-@dataclass
-class SendPlan:
-    campaign: Campaign
-    transport: Transport
-    options: SendOptions
-    now: datetime
-    steps: list[StepPlan]
-    not_due: list[tuple[ResolvedStep, datetime]]
-    contacts: ContactList
-    skipped: list[Issue]
-    warnings: list[str]
-    reconciled: Counter
-    renderer: Renderer
-    builder: ContextBuilder
-    countries: CountryTable
-
-    @property
-    def total(self) -> int:
-        return sum(len(s.recipients) for s in self.steps)
-
-    @property
-    def late_steps(self) -> list[StepPlan]:
-        return [s for s in self.steps if s.state == "late"]
 
 
 class UI(Protocol):
@@ -290,7 +262,7 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     budget = options.limit
     suppressed = ledger.suppressed()
     for sp in steps:
-        budget = _plan_step(plan, sp, ledger, suppressed, budget)
+        budget = planner.plan_step(plan, sp, ledger, suppressed, budget)
     plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
     return plan
 
@@ -311,180 +283,6 @@ def repair(ledger: Ledger, campaign: Campaign, transport: Transport, *, dry_run:
     if not dry_run:
         ledger.resolve_rows(outcomes)
     return Counter(status for status, _info in outcomes.values())
-
-
-def _plan_step(
-    plan: SendPlan,
-    sp: StepPlan,
-    ledger: Ledger,
-    suppressed: dict[str, str],
-    budget: int | None,
-) -> int | None:
-    campaign, transport, options = plan.campaign, plan.transport, plan.options
-    step = sp.step
-    aud = step.spec.audience
-    as_of = as_of_date(step)
-    edition = campaign.edition
-    existing = ledger.rows(campaign.name, edition, step.id, transport.name)
-    follow: set[str] | None = None
-    follow_label = ref = ""
-    ref_recipients: set[str] = set()
-    if aud.did_not_open or aud.did_not_click or aud.clicked:
-        ref = aud.did_not_open or aud.did_not_click or aud.clicked.step  # type: ignore[union-attr]
-        recipients = ref_recipients = ledger.sent_contacts(
-            campaign.name, edition, ref, transport.name
-        )
-        if aud.did_not_open:
-            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "open")
-            follow = recipients - engaged
-            follow_label = f"opened {ref}"
-        elif aud.did_not_click:
-            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "click")
-            follow = recipients - engaged
-            follow_label = f"clicked in {ref}"
-        else:
-            link = aud.clicked.link  # type: ignore[union-attr]
-            url = campaign.links[link].url if link else None
-            follow = ledger.engaged_contacts(
-                campaign.name, edition, ref, transport.name, "click", url
-            )
-            follow_label = f"did not click {link or 'any link'} in {ref}"
-        if ledger.events_count(campaign.name, edition) == 0 and not aud.clicked:
-            sp.notes.append(
-                f"no tracking events recorded yet: every recipient of {ref} counts as not having "
-                f"{'opened' if aud.did_not_open else 'clicked'}"
-            )
-        if not recipients:
-            sp.notes.append(
-                f"nobody has received step {ref!r} of the {edition} edition through "
-                f"{transport.name} yet"
-            )
-
-    renderer, builder = plan.renderer, plan.builder
-    checked_variants: set[str] = set()
-    by_variant: dict[str, list[Recipient]] = defaultdict(list)
-    fallback_langs: Counter = Counter()
-    fallback_subjects: Counter = Counter()
-    now = plan.now
-    schedules = transport.can(Capability.SCHEDULES)
-    horizon = now + transport.schedule_ahead
-    uncertain: set[str] = set()  # send ids resent after an unknown or cancelled outcome
-    # one bound method for all: each recipient's values keep a reference to it (a new bound
-    # method per recipient cost 64 bytes each, 64 MB for a million)
-    unsubscribe_url = transport.unsubscribe_url
-
-    def exclude(reason: str, contact: Contact) -> None:
-        sp.exclusions[reason] += 1
-        if len(sp.examples[reason]) < 5:
-            sp.examples[reason].append(f"{contact.email} ({contact.where})")
-
-    for contact in plan.contacts.contacts:
-        status = country_status(contact, plan.countries, as_of)
-        segment = segment_of(aud.segments, campaign.segments, contact, status)
-        if segment is None:
-            sp.exclusions["not in the step's segments"] += 1
-            continue
-        excl = segment_of(aud.exclude_segments, campaign.segments, contact, status)
-        if excl:
-            exclude(f"in excluded segment {excl!r}", contact)
-            continue
-        reason = suppressed.get(contact.key)
-        if reason:
-            exclude(f"suppressed: {reason}", contact)
-            continue
-        if follow is not None and contact.contact_id not in follow:
-            got = contact.contact_id in ref_recipients
-            exclude(follow_label if got else f"did not receive {ref}", contact)
-            continue
-        row: Row | None = existing.get(contact.contact_id)
-        if row is not None:
-            if row.status == "sent":
-                sp.exclusions["already sent"] += 1
-                continue
-            if row.status == "pending":
-                exclude(
-                    "in flight in another run, or interrupted (re-run without --dry-run to check)",
-                    contact,
-                )
-                continue
-            if row.status == "unknown" and not options.resend_unknown:
-                exclude("outcome unknown (pass --resend-unknown to resend)", contact)
-                continue
-            if row.status == "cancelled" and not options.resend_cancelled:
-                exclude(
-                    "scheduled send was cancelled (pass --resend-cancelled to send again)", contact
-                )
-                continue
-            sp.retrying += 1
-            if row.status in ("unknown", "cancelled"):
-                uncertain.add(row.send_id)
-        send_at = None
-        if step.local_time:
-            tz = _contact_tz(plan.countries, contact, campaign)
-            at = step.instant_in(tz)
-            if schedules and at > horizon:
-                sp.held += 1
-                exclude("local send time more than 72 h ahead (held for a later run)", contact)
-                continue
-            send_at = at if at > now else None
-            if not schedules:
-                send_at = at  # the outbox records the intended local time
-        if budget is not None and budget <= 0:
-            exclude("over --limit", contact)
-            continue
-        send_id = row.send_id if row is not None else new_id()
-        template_name = step.spec.template
-        _tpl, lang = renderer.resolve_template(template_name, contact.language)
-        if lang != contact.language:
-            fallback_langs[(contact.language, lang)] += 1
-        subject, subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
-        if subject_lang != lang:
-            fallback_subjects[(lang, subject_lang)] += 1
-        if subject is None:
-            raise ConfigError(
-                f"step {step.id!r} has no subject for {lang!r}",
-                where=campaign.where("steps", step.index, "subject"),
-            )
-        preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
-        data = builder.recipient(
-            step,
-            contact,
-            lang,
-            unsubscribe_url(send_id),
-            unsubscribe_of=(unsubscribe_url, send_id),
-        )
-        variant = renderer.variant(step.id, template_name, lang, data, subject, preheader)
-        values = data.flat_values()
-        if variant.id not in checked_variants:
-            renderer.verify(variant, template_name, lang, data, subject, preheader)
-            checked_variants.add(variant.id)
-        sp.variants[variant.id] = variant
-        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
-        by_variant[variant.id].append(rec)
-        sp.recipients.append(rec)
-        sp.breakdown[(segment, status, lang)] += 1
-        if budget is not None:
-            budget -= 1
-
-    for (asked, got), n in sorted(fallback_langs.items()):
-        sp.notes.append(f"{n} contact(s) asked for {asked!r}: template falls back to {got!r}")
-    for (asked, got), n in sorted(fallback_subjects.items()):
-        sp.notes.append(f"{n} contact(s) get the {got!r} subject: the step has none in {asked!r}")
-    for vid, recs in by_variant.items():
-        for chunk, notes in transport.split(sp.variants[vid], recs):
-            batch = Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes)
-            batch.resends_uncertain = bool(uncertain) and any(r.send_id in uncertain for r in chunk)
-            sp.batches.append(batch)
-            sp.notes.extend(notes)
-    sp.notes.extend(transport.plan_notes(sp.batches))
-    return budget
-
-
-def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -> ZoneInfo:
-    c = countries.get(contact.country) if contact.country else None
-    if c and c.timezone:
-        return ZoneInfo(c.timezone)
-    return campaign.tz or ZoneInfo("UTC")
 
 
 # ------------------------------------------------------------------------------------------
@@ -630,10 +428,11 @@ def status(
                     "due_at": due_at.isoformat(),
                     "local_time": step.local_time,
                     "due": due_at <= now,
-                    "recipients": (len(sp.recipients) + sp.exclusions.get("already sent", 0))
+                    "recipients": (len(sp.recipients) + sp.excluded(Reason.ALREADY_SENT))
                     if sp
                     else 0,
                     "to_send": len(sp.recipients) if sp else 0,
+                    "excluded": {e.code: n for e, n in sp.exclusions.most_common()} if sp else {},
                     **{k: this.get(k, 0) for k in ("sent", "pending", "failed", "unknown")},
                     "by_transport": per,
                 }

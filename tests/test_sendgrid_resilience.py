@@ -14,6 +14,7 @@ from rich.console import Console
 
 from outreach import console as console_mod
 from outreach.cli import main
+from outreach.exclusions import Exclusion, Reason
 from outreach.executor import PAUSE_AFTER
 from outreach.send import QuietUI
 from tests.sendgrid_fake import FakeSendGrid
@@ -168,7 +169,7 @@ def test_no_answer_after_sending_is_unknown_and_resent_only_on_request(
     # a plain re-run does not resend them
     summary, plan = run_send(sg, "sg", steps=("note",))
     assert summary.sent == 0
-    assert plan.steps[0].exclusions["outcome unknown (pass --resend-unknown to resend)"] == 2
+    assert plan.steps[0].exclusions[Exclusion(Reason.UNKNOWN_OUTCOME)] == 2
     assert fake.received_by() == want
     # --resend-unknown does
     summary, _ = run_send(sg, "sg", steps=("note",), resend_unknown=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from outreach.exclusions import Exclusion, Reason
 from tests.dates import CIRCULAR_DUE, LAST_CALL_DUE
 from tests.tracking_support import Signer, http, make_workspace, run_server, send_outbox
 
@@ -369,16 +370,16 @@ def test_webhook_end_to_end(tmp_path: Path) -> None:
     assert got == want
     assert len(got) == 31
     assert {rows[i]["email"] for i in range(24, 30)} <= got  # machine opens are not opens
-    assert last.exclusions["suppressed: bounce"] == 2
-    assert last.exclusions["suppressed: dropped"] == 1
-    assert last.exclusions["suppressed: spamreport"] == 1
-    assert last.exclusions["suppressed: unsubscribe"] == 2
-    assert last.exclusions["suppressed: group_unsubscribe"] == 1
-    assert last.exclusions["opened circular"] == 19
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "bounce")] == 2
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "dropped")] == 1
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "spamreport")] == 1
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "unsubscribe")] == 2
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "group_unsubscribe")] == 1
+    assert last.exclusions[Exclusion(Reason.OPENED, step="circular")] == 19
     hrd = by_step["human-rights-day"]
     hrd_emails = {r.contact.email for r in hrd.recipients}
     assert not hrd_emails & set(expected)
-    assert sum(n for k, n in hrd.exclusions.items() if k.startswith("suppressed: ")) == 7
+    assert hrd.excluded(Reason.SUPPRESSED) == 7
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path, monkeypatch) -> None:
