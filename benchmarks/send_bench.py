@@ -122,11 +122,12 @@ def worker(ws: Path, profile: bool, concurrency: int | None = None) -> dict:
     """``outreach send december --step circular --skip-invalid --yes``, timed by phase.
 
     The same calls as :func:`outreach.send.send` (open the ledger, take the send lock,
-    :func:`prepare`, :func:`execute`), minus printing, so that the plan (load, validate,
+    :func:`prepare`, the readiness checks, :func:`execute`), minus printing, so that the plan (load, validate,
     plan, render, split) and the delivery (requests and ledger) are timed apart.
     """
     t0 = time.perf_counter()
     from outreach.ledger import Ledger
+    from outreach.readiness import plan_checks
     from outreach.send import QuietUI, SendOptions, execute, prepare
     from outreach.workspace import Workspace
 
@@ -147,9 +148,12 @@ def worker(ws: Path, profile: bool, concurrency: int | None = None) -> dict:
             ledger.acquire_send_lock("december")
             t = time.perf_counter()
             plan = prepare(ws_, "december", options, ledger)
-            ui.show_plan(plan)
             phases["plan_seconds"] = time.perf_counter() - t
             phases["plan_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            t = time.perf_counter()
+            plan.checks = plan_checks(plan, ledger)  # as send() does: the readiness checks
+            phases["checks_seconds"] = time.perf_counter() - t
+            ui.show_plan(plan)
             t = time.perf_counter()
             summary = execute(plan, ledger, ui)
             phases["deliver_seconds"] = time.perf_counter() - t

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -507,6 +508,16 @@ class Campaign:
 
     def countries_path(self) -> Path:
         return self.root / self.spec.lists.countries
+
+    @property
+    def server_url(self) -> str | None:
+        """Where ``outreach events serve`` answers (the Event Webhook at ``/events``,
+        ``/healthz``): the origin of ``unsubscribe.url``."""
+        url = self.spec.unsubscribe.url
+        if not url:
+            return None
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def unfilled_links(self) -> list[tuple[str, LinkSpec]]:
         return [(k, v) for k, v in self.links.items() if v.unfilled]

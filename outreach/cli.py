@@ -139,6 +139,12 @@ def main(ctx: click.Context, root: Path | None) -> None:
     help="SendGrid requests in flight at once, 1–32 (default: the campaign's "
     "sendgrid.concurrency, 8). Each is still recorded before it leaves.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send for real although a readiness check failed (✗), e.g. the previous step passed "
+    "0.3 % complaints or 2 % hard bounces.",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @edition_option("send")
 @now_option
@@ -156,15 +162,18 @@ def send(
     resend_cancelled,
     allow_late,
     concurrency,
+    force,
     yes,
     edition,
     now,
 ):
     """Send the steps of CAMPAIGN that are due (or --step ID), each recipient exactly once.
 
-    Prints a plan first (recipients per segment, country status and language, exclusions and
-    batches), asks for confirmation, shows progress and ends with a summary. Re-running sends
-    only what has not been sent; an interrupted run can simply be run again.
+    Prints a plan first (recipients per segment, country status and language, exclusions,
+    batches and the fast readiness checks), asks for confirmation, shows progress and ends with
+    a summary. A real send stops on a failed check (✗), such as the reputation guard, unless
+    --force. Re-running sends only what has not been sent; an interrupted run can simply be run
+    again.
     """
     from outreach.console import RichUI, print_summary
     from outreach.send import SendOptions
@@ -182,6 +191,7 @@ def send(
         resend_cancelled=resend_cancelled,
         yes=yes,
         allow_late=allow_late,
+        force=force,
         now=_now(now),
         edition=edition,
         concurrency=concurrency,
@@ -190,6 +200,41 @@ def send(
     print_summary(summary)
     if summary.paused or summary.failed:
         ctx.exit(1)
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option(
+    "--skip",
+    multiple=True,
+    type=click.Choice(["dns", "sendgrid", "endpoints", "spamassassin"]),
+    help="Leave out a part that needs the network or a slow tool (repeatable).",
+)
+@edition_option("check")
+@now_option
+@click.pass_context
+def doctor(ctx, campaign, as_json, skip, edition, now):
+    """Check whether CAMPAIGN is ready to send, and say what to fix.
+
+    DNS of the From domain (SPF, DKIM, DMARC), the SendGrid account (key, sender, Event
+    Webhook, categories), the unsubscribe endpoints over https, the content (unfilled links,
+    Gmail clipping, alt text, SpamAssassin) and the last step's complaint and bounce rates.
+    One line per check: ✓ ok, ! warning, ✗ failure, with a fix under each ! and ✗.
+    Exit code: 0 all good, 1 a failure, 3 warnings only.
+    """
+    from outreach.console import print_checkup
+    from outreach.doctor import doctor as run_doctor
+
+    checkup = run_doctor(_workspace(ctx), campaign, now=_now(now), edition=edition, skip=skip)
+    if as_json:
+        click.echo(json.dumps(checkup.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_checkup(
+            checkup,
+            f"outreach doctor {checkup.campaign} ({checkup.edition} edition): is it ready to send?",
+        )
+    ctx.exit(checkup.exit_code)
 
 
 @main.command()

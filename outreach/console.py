@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from outreach.campaign import Campaign
+from outreach.checks import Area, Check, Checkup, Status
 from outreach.contacts import ContactList
 from outreach.send import SendPlan, SendSummary, StepPlan
 
@@ -148,6 +149,13 @@ def print_plan(plan: SendPlan) -> None:
         console.print("\n[yellow]Warnings:[/]")
         for w in plan.warnings:
             say(f"  ! {w}")
+    if plan.checks is not None:
+        stops = "a real send stops on ✗ unless --force" if t.real else "a real send would stop on ✗"
+        console.print(f"\n[bold]Readiness[/] ({stops}):")
+        for check in plan.checks.checks:
+            _print_check(check, indent="  ")
+        for note in plan.checks.notes:
+            say(f"  not checked here: {note}")
     console.print(f"\nTotal to {'send' if t.real else 'write'}: [bold]{plan.total}[/] message(s)")
 
 
@@ -275,3 +283,45 @@ def print_check(contacts: ContactList, counts: dict, as_of: str, warnings: list[
         console.print("\n[yellow]Campaign warnings:[/]")
         for w in warnings:
             say(f"  ! {w}")
+
+
+_STATUS_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+
+
+def _print_check(check: Check, indent: str = "  ", details: int = 5) -> None:
+    style = _STATUS_STYLE[check.status]
+    console.print(f"{indent}[{style}]{check.status.mark}[/] ", end="")
+    say(f"{check.title}: {check.result}")
+    if check.status is Status.OK:
+        return
+    for d in check.details[:details]:
+        say(f"{indent}    {d}")
+    if len(check.details) > details:
+        say(f"{indent}    … and {len(check.details) - details} more (--json shows them all)")
+    if check.fix:
+        say(f"{indent}    → {check.fix}")
+
+
+def print_checkup(checkup: Checkup, title: str) -> None:
+    """``outreach doctor``: the checks by area, one line each, a fix under each ! and ✗."""
+    console.print(f"[bold]{title}[/]")
+    for area in Area:
+        checks = [c for c in checkup.checks if c.area is area]
+        if not checks:
+            continue
+        console.print(f"\n[bold]{area.value}[/]")
+        for check in checks:
+            _print_check(check)
+    for note in checkup.notes:
+        say(f"\nnot checked: {note}" if note is checkup.notes[0] else f"not checked: {note}")
+    failures, warnings = len(checkup.failures), len(checkup.warnings)
+    if failures:
+        verdict = (
+            f"[red]{failures} failure(s)[/], {warnings} warning(s): fix every ✗ before a real "
+            "send (`send` refuses it without --force)"
+        )
+    elif warnings:
+        verdict = f"[yellow]{warnings} warning(s)[/], no failure: ready, but read the ! lines"
+    else:
+        verdict = "[green]all checks passed[/]: ready to send"
+    console.print(f"\n{verdict} (exit {checkup.exit_code})")

@@ -12,6 +12,7 @@ from rich.text import Text
 from outreach.console import console, say
 from outreach.events import ImportResult
 from outreach.report import COMPARED, DIMENSIONS, Comparison, Report, StepReport
+from outreach.reputation import COMPLAINT_TARGET, Level, pct
 from outreach.suppressions import Listing
 
 
@@ -94,7 +95,7 @@ def _step_renderables(s: StepReport) -> list:
         _pct(t["unsubscribe_rate"]),
         _pct(t["spam_rate"]),
     )
-    out: list = [head]
+    out: list = [head, _reputation_line(s)]
     for dim in DIMENSIONS:
         rows = s.by[dim]
         if not rows:
@@ -138,6 +139,29 @@ def _step_renderables(s: StepReport) -> list:
             table.add_row(Text(link["link"]), str(link["clicks_unique"]), str(link["clicks_total"]))
         out.append(table)
     return out
+
+
+_LEVEL_STYLE = {
+    Level.OK: ("✓", "green"),
+    Level.WATCH: ("!", "yellow"),
+    Level.UNKNOWN: ("!", "yellow"),
+    Level.OVER: ("✗", "red"),
+}
+
+
+def _reputation_line(s: StepReport) -> Text:
+    h = s.reputation
+    mark, style = _LEVEL_STYLE[h.level]
+    text = Text(f"{mark} reputation: ", style=style)
+    text.append(h.summary())
+    if h.level is Level.OVER:
+        text.append(
+            "\n  the next step will not be sent without --force; highest in: "
+            + "; ".join(h.where())
+        )
+    elif h.level is Level.WATCH:
+        text.append(f"\n  Gmail asks to stay below {pct(COMPLAINT_TARGET)} complaints")
+    return text
 
 
 def report_renderables(rep: Report) -> list:

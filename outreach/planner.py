@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from outreach.campaign import Campaign, ResolvedStep
+from outreach.checks import Checkup
 from outreach.contacts import Contact, ContactList, Issue, country_status, segment_of
 from outreach.context import ContextBuilder, as_of_date
 from outreach.countries import CountryTable
@@ -74,6 +75,7 @@ class SendPlan:
     renderer: Renderer
     builder: ContextBuilder
     countries: CountryTable
+    checks: Checkup | None = None  # the readiness checks (outreach.readiness), set by send()
 
     @property
     def total(self) -> int:

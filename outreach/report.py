@@ -25,6 +25,7 @@ import pandas as pd
 from outreach.campaign import Campaign, load_campaign
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
+from outreach.reputation import Health, assess
 from outreach.workspace import Workspace
 
 FORMAT_VERSION = "outreach-report/1"
@@ -54,6 +55,7 @@ RATES = {
     "click_to_open_rate": ("clicks_unique", "opens_unique"),
     "unsubscribe_rate": ("unsubscribes", "delivered"),
     "spam_rate": ("spam_reports", "delivered"),
+    "hard_bounce_rate": ("bounced_hard", "sent"),
 }
 METRICS = COUNTS + tuple(RATES)
 # the per-send event kinds the counts are built from
@@ -98,6 +100,7 @@ class StepReport:
     by: dict[str, list[dict]]  # dimension → rows (``value`` + metrics)
     links: list[dict]  # link, names, url, clicks_total, clicks_unique
     timeline: list[dict]  # bucket, opens, clicks
+    reputation: Health  # complaint and hard-bounce rates against the bulk-sender limits
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Report:
                     "by": s.by,
                     "links": s.links,
                     "timeline": s.timeline,
+                    "reputation": s.reputation.as_dict(),
                 }
                 for s in self.steps
             ],
@@ -521,8 +525,9 @@ def compare(this: Report, other: Report) -> Comparison:
                 {"link": name, "clicks_unique": {"edition": ca, "other": cb, "change": ca - cb}}
             )
         steps.append({"step": sid, "metrics": metrics, "links": links})
-    notes = [f"{this.edition}: {n}" for n in this.notes] + [
-        f"{other.edition}: {n}" for n in other.notes
+    shared = [n for n in this.notes if n in other.notes]
+    notes = shared + [
+        f"{rep.edition}: {n}" for rep in (this, other) for n in rep.notes if n not in shared
     ]
     return Comparison(
         campaign=this.campaign,
@@ -555,6 +560,14 @@ def comparison(
         )
     that = report(ws, campaign, step, transport=transport or this.transport, edition=other, now=now)
     return compare(this, that)
+
+
+def step_health(ledger: Ledger, c: Campaign, transport: str, step: str) -> Health:
+    """The complaint and hard-bounce rates of one step of ``c``'s edition (the figures
+    ``report`` shows)."""
+    window = (c.edition_end(c.edition - 1), c.edition_end(c.edition))
+    data = load(ledger, c.name, c.edition, transport, step, window)
+    return build(c, data, transport, step).steps[0].reputation
 
 
 def build(
@@ -616,7 +629,7 @@ def build(
         by = {dim: by_step[dim].get(sid, []) for dim in DIMENSIONS}
         links = _links(data.ev_kind[m], data.ev_url[m], pos[m], namer)
         timeline = _timeline(data.ev_kind[m], data.ev_ts[m], granularity)
-        steps_out.append(StepReport(sid, totals, by, links, timeline))
+        steps_out.append(StepReport(sid, totals, by, links, timeline, assess(sid, totals, by)))
 
     timeline = _timeline(data.ev_kind, data.ev_ts, granularity)
     top = _top_countries(frame)

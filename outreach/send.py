@@ -33,6 +33,7 @@ from outreach.exclusions import Reason
 from outreach.executor import SendSummary, StepResult
 from outreach.ledger import Ledger, new_id
 from outreach.planner import SendPlan, StepPlan
+from outreach.readiness import plan_checks, refuse_unready
 from outreach.render import Renderer, lint_template_sources
 from outreach.transports import Batch, Capability, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
@@ -64,6 +65,7 @@ class SendOptions:
     resend_cancelled: bool = False
     yes: bool = False
     allow_late: bool = False
+    force: bool = False  # send for real despite a failed readiness check (reputation guard)
     now: datetime | None = None
     edition: int | None = None  # None: the edition current at ``now``
     concurrency: int | None = None  # requests in flight; None: the campaign's sendgrid.concurrency
@@ -351,6 +353,7 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
             ledger.acquire_send_lock(name)
             ledger.check_writable()
         plan = prepare(ws, name, options, ledger)
+        plan.checks = plan_checks(plan, ledger)
         ui.show_plan(plan)
         summary = SendSummary(
             plan.campaign.name,
@@ -374,6 +377,7 @@ def send(ws: Workspace, name: str, options: SendOptions, ui: UI) -> SendSummary:
             return summary
         if plan.total == 0:
             return summary
+        refuse_unready(plan)  # a failed check (e.g. the reputation guard) stops a real send
         if plan.late_steps and plan.transport.real and not options.allow_late:
             names = ", ".join(
                 f"{sp.step.id} (due {sp.step.send_at:%Y-%m-%d %H:%M %Z})" for sp in plan.late_steps

@@ -87,6 +87,7 @@ FIELD_WORDS = {
     "batch_id": ("the scheduled-send batch id", None),
     "send_at": ("the scheduled send time", None),
     "subject": ("the subject", None),
+    "headers": ("the List-Id header (from the campaign's title and sender)", ("title",)),
     "content": ("the message body", None),
     "tracking_settings": ("the tracking settings", ("sendgrid", "tracking")),
     "mail_settings": ("the mail settings (sandbox)", ("sendgrid", "sandbox")),

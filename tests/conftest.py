@@ -31,6 +31,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "SENDGRID_API_HOST",
         "OUTREACH_DB",
         "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "OUTREACH_DNS_SERVER",
     ):
         monkeypatch.delenv(var, raising=False)
     return copy_workspace(tmp_path / "ws")
@@ -82,3 +83,24 @@ def sent_template(tmp_path_factory) -> Path:
     root = make_workspace(tmp_path_factory.mktemp("tpl") / "ws")
     send_outbox(root, "circular")
     return root
+
+
+@pytest.fixture(scope="session")
+def spamassassin(tmp_path_factory):
+    """Debian's ``spamassassin -t -L`` (tests/spamassassin.py). Skips where it is missing,
+    fails instead under ``OUTREACH_REQUIRE_SPAMASSASSIN=1`` (CI)."""
+    from tests.spamassassin import require_spamassassin
+
+    return require_spamassassin(tmp_path_factory.mktemp("spamassassin-home"))
+
+
+@pytest.fixture
+def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A throw-away certificate authority that this process trusts (through SSL_CERT_FILE)."""
+    import trustme
+
+    authority = trustme.CA()
+    path = tmp_path / "test-ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    return authority

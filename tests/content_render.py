@@ -149,9 +149,8 @@ def parse(html_text: str) -> _Links:
 
 def visible_text(html_text: str) -> str:
     """The body's text as a reader sees it: no tags, no head, no comments, one-spaced."""
-    body = html_text.split("<body", 1)[-1]
+    body = html_text.split("<body", 1)[-1].split(">", 1)[-1]
     body = re.sub(r"<!--.*?-->", " ", body, flags=re.S)
-    body = re.sub(r'<div style="display:none;[^"]*">.*?</div>', " ", body, count=1, flags=re.S)
     body = re.sub(r"<[^>]+>", " ", body)
     return squash(html.unescape(body))
 

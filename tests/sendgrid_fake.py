@@ -453,6 +453,9 @@ class FakeSendGrid:
                 not isinstance(send_at, int) or send_at > now + MAX_SCHEDULE
             ):
                 err(f"{where}.send_at", "The send_at parameter must be within 72 hours.")
+        for h, v in (data.get("headers") or {}).items():
+            if h.lower() in RESERVED_HEADERS or not isinstance(v, str):
+                err("headers", f"Invalid or reserved header {h!r}.")
         if recipients > MAX_PERSONALIZATIONS:
             err("personalizations", "The total number of recipients must be less than 1000.")
         frm = data.get("from") or {}

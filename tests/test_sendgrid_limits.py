@@ -218,8 +218,8 @@ def reference(t: SendGridTransport, batch: Batch) -> list[tuple]:
                 fill(data["subject"]),
                 fill(content["text/html"]),
                 fill(content["text/plain"]),
-                p["custom_args"],
-                p.get("headers", {}),
+                {**data.get("custom_args", {}), **p["custom_args"]},
+                {**data.get("headers", {}), **p.get("headers", {})},
                 p.get("send_at"),
             )
         )

@@ -180,7 +180,12 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
         assert "[[t:" not in body["subject"]  # markers become short keys, or their value
         # what every recipient shares travels once
         assert body["custom_args"] == {"campaign": "sg", "step": "note"}
-        assert body["headers"] == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        # (the campaign's List-Id, RFC 2919, and List-Unsubscribe-Post; List-Unsubscribe is
+        # per recipient)
+        assert body["headers"] == {
+            "List-Id": "SendGrid fixture <sg.example.org>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
         assert body["categories"] == ["fixture", "sg", "note"]
         assert body["tracking_settings"] == {
             "click_tracking": {"enable": True, "enable_text": False},
@@ -216,6 +221,7 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
             "List-Unsubscribe": f"<https://unsub.example.org/u/{sid}>, "
             f"<mailto:unsub@example.org?subject=unsubscribe%20{sid}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": "SendGrid fixture <sg.example.org>",
         }
     names = {
         p["to"][0]["email"]: p["to"][0].get("name")
@@ -323,6 +329,7 @@ def test_asm_group_mode(sg: Path, fake: FakeSendGrid) -> None:
         assert f"{fake.url}/asm/unsubscribe?group=42&amp;to={m.to}" not in m.html
         assert f'href="{fake.url}/asm/unsubscribe?group=42&to={m.to}"' in m.html
         assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert m.headers["List-Id"] == "SendGrid fixture <sg.example.org>"
 
 
 def test_subscription_tracking_mode(sg: Path, fake: FakeSendGrid) -> None:
@@ -340,6 +347,7 @@ def test_subscription_tracking_mode(sg: Path, fake: FakeSendGrid) -> None:
     for m in fake.messages:
         assert f'href="{fake.url}/subscription/unsubscribe?to={m.to}"' in m.html
         assert m.headers["List-Unsubscribe"].startswith(f"<{fake.url}/subscription/")
+        assert m.headers["List-Id"] == "SendGrid fixture <sg.example.org>"
 
 
 def test_own_endpoint_with_group_keeps_our_headers(sg: Path, fake: FakeSendGrid) -> None:

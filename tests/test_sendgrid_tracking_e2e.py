@@ -19,24 +19,10 @@ from outreach.send import SendOptions, prepare
 from outreach.workspace import Workspace
 from tests.dates import CIRCULAR_DUE, LAST_CALL_DUE
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import KEY, copy_example, run_send, use_fake
+from tests.sendgrid_helpers import KEY, copy_example, run_send, sendgrid_event, use_fake
 from tests.tracking_support import Signer, http, run_server
 
 pytestmark = pytest.mark.slow
-
-
-def sendgrid_event(msg, kind: str, ts: int, n: int, **extra) -> dict:
-    """An event as SendGrid posts it: custom_args are top-level keys."""
-    return {
-        "email": msg.to,
-        "timestamp": ts,
-        "event": kind,
-        "sg_event_id": f"ev-{n}",
-        "sg_message_id": f"{msg.message_id}.filter0001.{n}.0",
-        "category": msg.categories,
-        **msg.custom_args,
-        **extra,
-    }
 
 
 def test_sendgrid_send_events_report_and_follow_up(tmp_path: Path, monkeypatch) -> None:

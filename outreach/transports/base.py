@@ -9,18 +9,22 @@ reconciliation (a network transport adds retries by overriding :meth:`Transport.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.header import Header
 from email.utils import formataddr
 from enum import Flag, auto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 T = TypeVar("T")
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"  # RFC 3986 reserved characters, and % (already encoded)
 
 if TYPE_CHECKING:
     from outreach.campaign import Campaign, ResolvedStep
@@ -178,23 +182,58 @@ class Transport:
         base = self.campaign.spec.unsubscribe.url
         return f"{base}/{send_id}" if base else ""
 
+    def list_id(self) -> str:
+        """The campaign's RFC 2919 ``List-Id``: ``Title <name.sender-domain>``.
+
+        The id is the campaign's name (lower-cased, reduced to letters, digits and hyphens)
+        under the From address's domain, which the sender controls: stable from one year's
+        sends to the next, distinct between campaigns and between senders. The title is the
+        description, RFC 2047-encoded if it is not ASCII, so the header is always ASCII.
+        """
+        domain = self.campaign.sender.from_email.rpartition("@")[2]
+        domain = domain.encode("idna").decode("ascii").lower()
+        label = re.sub(r"[^a-z0-9-]+", "-", self.campaign.name.lower()).strip("-") or "campaign"
+        title = " ".join(self.campaign.title.split())
+        if title.isascii():
+            return formataddr((title, f"{label}.{domain}"))
+        # encoded words short enough to follow "List-Id: " on a 76-character line
+        phrase = " ".join(Header(title, "utf-8").encode(maxlinelen=60).split())
+        return f"{phrase} <{label}.{domain}>"
+
+    def campaign_headers(self) -> dict[str, str]:
+        """Headers every message of the campaign carries, whoever the recipient (``List-Id``)."""
+        return {"List-Id": self.list_id()}
+
     def headers(self, recipient: Recipient, test: bool = False) -> dict[str, str]:
-        """RFC 8058 one-click unsubscribe headers for one recipient."""
-        unsub = self.campaign.spec.unsubscribe
+        """RFC 8058 one-click unsubscribe headers for one recipient (ASCII, see below)."""
+        url, mailto = self._unsubscribe_targets
         token = "test" if test else recipient.send_id
         targets = []
-        if unsub.url:
-            targets.append(f"<{unsub.url}/{token}>")
-        if unsub.mailto:
+        if url:
+            targets.append(f"<{url}/{token}>")
+        if mailto:
             # send ids are hex: quoting them is the identity (the fast path of a hot loop)
             q = token if token.isalnum() and token.isascii() else quote(token)
-            targets.append(f"<mailto:{unsub.mailto}?subject=unsubscribe%20{q}>")
+            targets.append(f"<mailto:{mailto}?subject=unsubscribe%20{q}>")
         headers = {}
         if targets:
             headers["List-Unsubscribe"] = ", ".join(targets)
-        if unsub.url:
+        if url:
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return headers
+
+    @functools.cached_property
+    def _unsubscribe_targets(self) -> tuple[str, str]:
+        """The campaign's unsubscribe URL and address as URI parts: a header carries ASCII, so
+        a host that is not ASCII becomes IDNA and other characters are percent-encoded."""
+        unsub = self.campaign.spec.unsubscribe
+        url = unsub.url or ""
+        if not url.isascii():
+            parts = urlsplit(url)
+            host = parts.netloc.rpartition("@")[2].split(":")[0]
+            netloc = parts.netloc.replace(host, host.encode("idna").decode("ascii"))
+            url = urlunsplit(parts._replace(netloc=netloc))
+        return quote(url, safe=_URI_SAFE), quote(unsub.mailto or "", safe=_URI_SAFE)
 
     def from_header(self) -> str:
         s = self.campaign.sender

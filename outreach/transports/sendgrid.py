@@ -12,6 +12,7 @@ Payload of one request::
                          contact_id, send_id}, headers (own one-click unsubscribe), send_at
     from, reply_to       the campaign's sender and coordinator
     subject, content     text/plain then text/html, markers intact
+    headers              List-Id (RFC 2919), the same for every recipient of the campaign
     categories           the campaign's (≤ 8) + campaign name + step id (≤ 10)
     tracking_settings    open/click tracking from the campaign; subscription tracking (below)
     asm.group_id         when the campaign names an unsubscribe group
@@ -233,6 +234,8 @@ class SendGridTransport(Transport):
             "from": _address(sender.from_email, sender.from_name),
             "reply_to": _address(sender.reply_to, sender.reply_to_name),
             "subject": subject,
+            # the same for every recipient: once per request (List-Unsubscribe is per person)
+            "headers": self.campaign_headers(),
             "content": [
                 {"type": "text/plain", "value": text},
                 {"type": "text/html", "value": html},
@@ -248,8 +251,8 @@ class SendGridTransport(Transport):
         if self.unsubscribe_mode == "own":
             sample = self.headers(None, test=True)  # type: ignore[arg-type]
             shared = {k: v for k, v in sample.items() if k != "List-Unsubscribe"}
-            if shared:
-                payload["headers"] = shared  # List-Unsubscribe-Post
+            if shared:  # List-Unsubscribe-Post
+                payload["headers"] = {**payload.get("headers", {}), **shared}
         subs = tuple(
             (marker, html, key, chain)
             for marker, html, key, chain in variant._specs
