@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -214,10 +213,9 @@ def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplica
 
     # 3. the run after the crashes: no duplicate, unknown only what was on the wire
     fake.delay = 0.0
+    left = any(r["status"] == "pending" for r in rows(ws))  # the last kill may land early
     out = finish(ws, fake)
-    assert re.search(r"in-flight messages were checked: .*never handed off", out) or (
-        "in-flight messages were checked" in out
-    )
+    assert ("in-flight messages were checked" in out) == left
     received = fake.received_by()
     assert set(received.values()) == {1}, "a recipient got the circular twice"
     ledger = rows(ws)
