@@ -14,12 +14,19 @@ counts every request but does not apply substitutions), then runs ``outreach sen
 * MJML compiles and variants
 * peak RSS of the process
 
+``--latency 0.25`` makes the fake answer every mail/send request 250 ms late (the round trip,
+upload and processing of a real request), and ``-c N`` (repeatable) runs each size with N
+requests in flight (``--concurrency N``); the grid of sizes × concurrencies × latencies runs in
+one invocation, so that its figures compare.
+
 Usage::
 
     python benchmarks/send_bench.py                       # N = 100k and 1M, + batching off
     python benchmarks/send_bench.py -n 10000 -n 100000    # chosen sizes
     python benchmarks/send_bench.py --baseline-n 5000     # size of the batch_size=1 comparison
     python benchmarks/send_bench.py --profile -n 100000   # cProfile of the send (top 30)
+    python benchmarks/send_bench.py -n 5000 -n 100000 -n 1000000 -c 1 -c 4 -c 8 -c 16 \
+        --latency 0 --latency 0.25 --no-baseline          # the concurrency table
     python benchmarks/send_bench.py -n 100000 --no-baseline --backend sqlite --backend postgresql
                                                           # both stores, in the same run
 
@@ -54,14 +61,8 @@ LAST = ["Pérez", "Okafor", "Martin", "Patel", "Smith", "Adeyemi", "Nakamura", "
 ORGS = ["Rights Now", "Derechos Ya", "Droits d'abord", "ESCR Watch", "Seva", "Ajo Collective"]
 
 
-def make_workspace(dest: Path, n: int, batch_size: int = 1000, backend: str = "sqlite") -> Path:
+def make_workspace(dest: Path, n: int, batch_size: int = 1000) -> Path:
     """A copy of the example workspace whose list has ``n`` synthetic contacts."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if backend == "postgresql":
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from synth import pg_store_url
-
-        (dest / ".env").write_text(f"OUTREACH_DB={pg_store_url()}\n")
     for name in ("campaigns", "templates"):
         shutil.copytree(REPO / name, dest / name)
     (dest / "lists").mkdir()
@@ -101,9 +102,9 @@ def make_workspace(dest: Path, n: int, batch_size: int = 1000, backend: str = "s
     return dest
 
 
-def start_fake() -> tuple[subprocess.Popen, str]:
+def start_fake(latency: float = 0.0) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE), "--fast", "--port", "0", "--key", KEY],
+        [sys.executable, str(FAKE), "--fast", "--port", "0", "--key", KEY, "--delay", f"{latency}"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -122,7 +123,7 @@ def fake_stats(url: str) -> dict:
 # The measured run (in a fresh process, so that peak RSS is its own)
 
 
-def worker(ws: Path, profile: bool) -> dict:
+def worker(ws: Path, profile: bool, concurrency: int | None = None) -> dict:
     """``outreach send december --step circular --skip-invalid --yes``, timed by phase.
 
     The same calls as :func:`outreach.send.send` (open the ledger, take the send lock,
@@ -136,7 +137,13 @@ def worker(ws: Path, profile: bool) -> dict:
     from outreach.workspace import Workspace
 
     imported = time.perf_counter()
-    options = SendOptions(steps=("circular",), skip_invalid=True, yes=True, transport="sendgrid")
+    options = SendOptions(
+        steps=("circular",),
+        skip_invalid=True,
+        yes=True,
+        transport="sendgrid",
+        concurrency=concurrency,
+    )
     ui = QuietUI(True)
     phases: dict[str, float] = {}
 
@@ -147,6 +154,7 @@ def worker(ws: Path, profile: bool) -> dict:
             t = time.perf_counter()
             plan = prepare(ws_, "december", options, ledger)
             phases["plan_seconds"] = time.perf_counter() - t
+            phases["plan_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t = time.perf_counter()
             plan.checks = plan_checks(plan, ledger)  # as send() does: the readiness checks
             phases["checks_seconds"] = time.perf_counter() - t
@@ -184,6 +192,9 @@ def worker(ws: Path, profile: bool) -> dict:
         "min_requests": sum(-(-n // 1000) for n in per_variant.values()),
         "min_requests_at_batch_size": sum(-(-n // cap) for n in per_variant.values()),
         "bytes": summary.bytes_sent,
+        "bytes_per_personalization": summary.bytes_sent / max(1, summary.sent),
+        "concurrency": summary.concurrency,
+        "wire_seconds": summary.wire_seconds,
         "compiles": plan.renderer.compiles,
         "variants": len(sp.variants),
         "batch_size": cap,
@@ -192,18 +203,41 @@ def worker(ws: Path, profile: bool) -> dict:
     }
 
 
-def measure(n: int, batch_size: int, profile: bool = False, backend: str = "sqlite") -> dict:
+_MADE: dict[tuple[int, int], Path] = {}
+
+
+def measure(
+    n: int,
+    batch_size: int,
+    profile: bool = False,
+    concurrency: int | None = None,
+    latency: float = 0.0,
+    backend: str = "sqlite",
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
         t0 = time.perf_counter()
-        ws = make_workspace(Path(tmp) / "ws", n, batch_size, backend)
+        made = _MADE.get((n, batch_size))
+        if made is None or not made.exists():  # generate once per size, copy for each run
+            made = Path(tempfile.mkdtemp(prefix="outreach-bench-src-")) / "ws"
+            make_workspace(made, n, batch_size)
+            _MADE[(n, batch_size)] = made
+        ws = Path(tmp) / "ws"
+        shutil.copytree(made, ws)
+        if backend == "postgresql":  # a new, empty store for every run
+            sys.path.insert(0, str(REPO / "benchmarks"))
+            from synth import pg_store_url
+
+            (ws / ".env").write_text(f"OUTREACH_DB={pg_store_url()}\n")
         generated = time.perf_counter() - t0
-        fake, url = start_fake()
+        fake, url = start_fake(latency)
         try:
             env = {k: v for k, v in os.environ.items() if k != "OUTREACH_DB"}
             env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": url}
             cmd = [sys.executable, __file__, "--worker", str(ws)] + (
                 ["--profile"] if profile else []
             )
+            if concurrency:
+                cmd += ["--concurrency", str(concurrency)]
             t1 = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             process_seconds = time.perf_counter() - t1
@@ -219,6 +253,7 @@ def measure(n: int, batch_size: int, profile: bool = False, backend: str = "sqli
     result |= {
         "backend": backend,
         "n": n,
+        "latency": latency,
         "process_seconds": process_seconds,
         "generate_seconds": generated,
         "server_requests": stats.get("mail_requests", 0),
@@ -230,17 +265,21 @@ def measure(n: int, batch_size: int, profile: bool = False, backend: str = "sqli
 
 def row(r: dict) -> str:
     return (
-        f"{r['backend']:>10} {r['n']:>9,} {r['batch_size']:>5} {r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
+        f"{r['backend']:>10} {r['n']:>9,} {r['batch_size']:>5} {r['latency'] * 1000:>5.0f} "
+        f"{r['concurrency']:>4} "
+        f"{r['send_seconds']:>8.1f} {r['plan_seconds']:>7.1f} "
         f"{r['deliver_seconds']:>8.1f} {r['process_seconds']:>8.1f} "
         f"{r['requests']:>9,} {r['min_requests_at_batch_size']:>9,} {r['bytes'] / 1e6:>9.1f} "
+        f"{r['bytes_per_personalization']:>6.0f} {r['wire_seconds']:>7.1f} "
         f"{r['compiles']:>8} {r['variants']:>8} {r['peak_rss_mb']:>8.0f}"
     )
 
 
 HEADER = (
-    f"{'store':>10} {'N':>9} {'batch':>5} {'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
+    f"{'store':>10} {'N':>9} {'batch':>5} {'lat ms':>5} {'conc':>4} "
+    f"{'send s':>8} {'plan s':>7} {'deliv s':>8} {'proc s':>8} "
     f"{'requests':>9} {'Σ⌈n/b⌉':>9} "
-    f"{'MB sent':>9} {'compiles':>8} {'variants':>8} {'RSS MB':>8}"
+    f"{'MB sent':>9} {'B/pers':>6} {'wire s':>7} {'compiles':>8} {'variants':>8} {'RSS MB':>8}"
 )
 
 
@@ -255,6 +294,12 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument(
+        "-c", "--concurrency", type=int, action="append", help="requests in flight (repeatable)"
+    )
+    ap.add_argument(
+        "--latency", type=float, action="append", help="seconds the fake waits before every answer"
+    )
+    ap.add_argument(
         "--backend",
         action="append",
         choices=("sqlite", "postgresql"),
@@ -263,24 +308,28 @@ def main() -> None:
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.profile)))
+        conc = args.concurrency[0] if args.concurrency else None
+        print(json.dumps(worker(args.worker, args.profile, conc)))
         return
     sizes = args.n or [100_000, 1_000_000]
     results = []
     print(HEADER)
-    for n in sizes:
-        for backend in args.backend or ["sqlite"]:
-            r = measure(n, 1000, args.profile, backend)
-            results.append(r)
-            print(row(r), flush=True)
-        by = {r["backend"]: r for r in results if r["n"] == n}
-        if len(by) == 2:
-            pg, lite = by["postgresql"], by["sqlite"]
-            print(
-                f"PostgreSQL / SQLite at N={n:,}: send ×{pg['send_seconds'] / lite['send_seconds']:.2f}, "
-                f"delivery (requests + ledger) ×{pg['deliver_seconds'] / lite['deliver_seconds']:.2f}",
-                flush=True,
-            )
+    backends = args.backend or ["sqlite"]
+    for latency in args.latency or [0.0]:
+        for n in sizes:
+            for c in args.concurrency or [None]:
+                for backend in backends:
+                    r = measure(n, 1000, args.profile, c, latency, backend)
+                    results.append(r)
+                    print(row(r), flush=True)
+                if len(backends) == 2:
+                    pg, lite = results[-1], results[-2]
+                    print(
+                        f"PostgreSQL / SQLite at N={n:,}: send ×"
+                        f"{pg['send_seconds'] / lite['send_seconds']:.2f}, delivery (requests + "
+                        f"ledger) ×{pg['deliver_seconds'] / lite['deliver_seconds']:.2f}",
+                        flush=True,
+                    )
     if not args.no_baseline:
         batched = measure(args.baseline_n, 1000)
         single = measure(args.baseline_n, 1)

@@ -201,6 +201,9 @@ class SendGridOptions(_Model):
     sandbox: bool = False
     ip_pool: str | None = None
     batch_size: int = Field(default=1000, ge=1, le=1000)
+    # requests in flight at once (SendGrid has no documented cap on parallel mail/send
+    # requests; 32 keeps a run polite and its memory small)
+    concurrency: int = Field(default=8, ge=1, le=32)
 
     @field_validator("categories")
     @classmethod

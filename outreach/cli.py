@@ -137,6 +137,13 @@ def main(ctx: click.Context, root: Path | None) -> None:
     "--allow-late", is_flag=True, help="Send steps that are more than 24 h overdue without asking."
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(1, 32),
+    metavar="N",
+    help="SendGrid requests in flight at once, 1–32 (default: the campaign's "
+    "sendgrid.concurrency, 8). Each is still recorded before it leaves.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Send for real although a readiness check failed (✗), e.g. the previous step passed "
@@ -158,6 +165,7 @@ def send(
     resend_unknown,
     resend_cancelled,
     allow_late,
+    concurrency,
     force,
     yes,
     edition,
@@ -190,6 +198,7 @@ def send(
         force=force,
         now=_now(now),
         edition=edition,
+        concurrency=concurrency,
     )
     summary = run_send(ws, campaign, options, RichUI())
     print_summary(summary)

@@ -14,8 +14,17 @@ from datetime import UTC, datetime, timedelta
 import click
 from rich.console import Console
 from rich.padding import Padding
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from outreach.campaign import Campaign
 from outreach.checks import Area, Check, Checkup, Status
@@ -56,6 +65,15 @@ def _span(d: timedelta) -> str:
     return f"{s // 86400} days"
 
 
+class _RateColumn(ProgressColumn):
+    """Messages per second and requests in flight."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        rate = f"{speed:,.0f} msg/s" if speed else "– msg/s"
+        return Text(f"{rate} · {task.fields.get('in_flight', 0)} in flight", style="cyan")
+
+
 class RichUI:
     """The CLI's :class:`outreach.send.UI`."""
 
@@ -74,18 +92,19 @@ class RichUI:
         return click.confirm(question, default=False)
 
     @contextmanager
-    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            _RateColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=False,
             disable=not console.is_terminal,
         ) as prog:
-            task = prog.add_task(label, total=total)
-            yield lambda n: prog.advance(task, n)
+            task = prog.add_task(label, total=total, in_flight=0)
+            yield lambda n, in_flight=0: prog.update(task, advance=n, in_flight=in_flight)
 
     def note(self, text: str) -> None:
         say(f"  … {text}")
@@ -110,7 +129,8 @@ def print_plan(plan: SendPlan) -> None:
     if plan.options.dry_run:
         console.print("[bold cyan]Dry run: nothing will be sent or written.[/]")
     if plan.reconciled:
-        parts = ", ".join(f"{n} {k}" for k, n in plan.reconciled.items())
+        words = {"retry": "never handed off (they go now)"}
+        parts = ", ".join(f"{n} {words.get(k, k)}" for k, n in plan.reconciled.items())
         console.print(
             f"[yellow]A previous run was interrupted; its in-flight messages were checked: {parts}[/]"
         )
@@ -173,10 +193,10 @@ def _print_step(plan: SendPlan, sp: StepPlan) -> None:
         console.print(Padding(table, (0, 0, 0, 4)))
     if sp.exclusions:
         console.print("  Excluded:")
-        for reason, n in sp.exclusions.most_common():
-            ex = sp.examples.get(reason)
+        for why, n in sp.exclusions.most_common():
+            ex = sp.examples.get(why)
             more = f" — e.g. {', '.join(ex[:3])}" if ex else ""
-            say(f"    {n:>6}  {reason}{more}")
+            say(f"    {n:>6}  {why.words()}{more}")
     for note in dict.fromkeys(sp.notes):
         say(f"  note: {note}")
 
@@ -200,8 +220,10 @@ def print_summary(summary: SendSummary) -> None:
         table.add_row(s.step, str(s.sent), str(s.failed), str(s.unknown), str(s.batches))
     console.print()
     console.print(table)
+    at_once = f" (up to {summary.concurrency} at a time)" if summary.concurrency > 1 else ""
     console.print(
-        f"{summary.requests} request(s), {summary.bytes_sent / 1e6:.1f} MB, {summary.seconds:.1f} s"
+        f"{summary.requests} request(s){at_once}, {summary.bytes_sent / 1e6:.1f} MB sent, "
+        f"{summary.wire_seconds:.1f} s on the wire, {summary.seconds:.1f} s in all"
     )
     for s in summary.steps:
         for e in s.errors[:10]:
@@ -214,6 +236,11 @@ def print_summary(summary: SendSummary) -> None:
         console.print(
             f"[yellow]{summary.unknown} message(s) have an unknown outcome; they will not be resent "
             "unless you pass --resend-unknown.[/]"
+        )
+    if summary.released:
+        console.print(
+            f"[yellow]{summary.released} message(s) were prepared but not handed off; the next "
+            "run sends them.[/]"
         )
     if summary.paused:
         console.print(f"[red]{summary.paused}[/]")

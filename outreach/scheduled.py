@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from outreach.campaign import load_campaign
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
-from outreach.transports import make_transport
-from outreach.transports.sendgrid import SendGridTransport
+from outreach.transports import Capability, make_transport
 from outreach.workspace import Workspace
 
 LAST_MINUTE = timedelta(minutes=10)  # SendGrid: cancels closer than this are not guaranteed
@@ -62,7 +61,8 @@ def cancel(
             hint="use the key the step was sent with",
         )
     transport = make_transport(ws, campaign, "sendgrid")
-    assert isinstance(transport, SendGridTransport)
+    if not transport.can(Capability.CANCELS):
+        raise ConfigError(f"the {transport.name} transport cannot cancel scheduled sends")
     result = CancelResult(campaign.name, campaign.edition, step, transport.name, dry_run)
     with Ledger.open(ws.db_url(), ws.root, purpose="outreach cancel") as ledger:
         if not dry_run:

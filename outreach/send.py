@@ -2,8 +2,9 @@
 
 :func:`prepare` loads and validates everything (campaign, country data, lists, templates),
 repairs what a crashed run left behind, and builds a :class:`SendPlan` without sending
-anything. :func:`execute` delivers the plan batch by batch under the ledger protocol (see
-:mod:`outreach.ledger`). :func:`send` is the whole command; the CLI passes it a :class:`UI`.
+anything (each step by :func:`outreach.planner.plan_step`). :func:`execute` delivers the plan
+under the ledger protocol, several requests at a time (:mod:`outreach.executor`). :func:`send`
+is the whole command; the CLI passes it a :class:`UI`.
 """
 
 from __future__ import annotations
@@ -11,42 +12,45 @@ from __future__ import annotations
 import difflib
 import gc
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
+from outreach import executor, planner
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
-from outreach.checks import Checkup
 from outreach.contacts import (
-    Contact,
     ContactList,
     Issue,
-    country_status,
     load_for_campaign,
-    segment_of,
 )
-from outreach.context import ContextBuilder, as_of_date
+from outreach.context import ContextBuilder
 from outreach.countries import CountryTable
-from outreach.exceptions import (
-    ConfigError,
-    FatalError,
-    ListError,
-    PermanentError,
-    SendAborted,
-    TemplateError,
-    UnknownOutcome,
-)
-from outreach.ledger import Ledger, Row, new_id, short_id
+from outreach.exceptions import ConfigError, ListError, SendAborted, TemplateError
+from outreach.exclusions import Reason
+from outreach.executor import SendSummary, StepResult
+from outreach.ledger import Ledger, new_id
+from outreach.planner import SendPlan, StepPlan
 from outreach.readiness import plan_checks, refuse_unready
-from outreach.render import Renderer, Variant, lint_template_sources
-from outreach.transports import Batch, Recipient, Transport, choose, make_transport
+from outreach.render import Renderer, lint_template_sources
+from outreach.transports import Batch, Capability, Recipient, Transport, choose, make_transport
 from outreach.workspace import Workspace
 
-PAUSE_AFTER = 3  # consecutive failed batches before the run pauses
+__all__ = [
+    "UI",
+    "QuietUI",
+    "SendOptions",
+    "SendPlan",
+    "SendSummary",
+    "StepPlan",
+    "StepResult",
+    "execute",
+    "prepare",
+    "send",
+    "status",
+]
 
 
 @dataclass
@@ -64,86 +68,7 @@ class SendOptions:
     force: bool = False  # send for real despite a failed readiness check (reputation guard)
     now: datetime | None = None
     edition: int | None = None  # None: the edition current at ``now``
-
-
-@dataclass
-class StepPlan:
-    step: ResolvedStep
-    state: str  # due | forced | late | not_due
-    due_at: datetime
-    recipients: list[Recipient] = field(default_factory=list)
-    batches: list[Batch] = field(default_factory=list)
-    exclusions: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    breakdown: Counter = field(default_factory=Counter)  # (segment, status, language) → n
-    variants: dict[str, Variant] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    held: int = 0
-    retrying: int = 0
-
-
-@dataclass
-class SendPlan:
-    campaign: Campaign
-    transport: Transport
-    options: SendOptions
-    now: datetime
-    steps: list[StepPlan]
-    not_due: list[tuple[ResolvedStep, datetime]]
-    contacts: ContactList
-    skipped: list[Issue]
-    warnings: list[str]
-    reconciled: Counter
-    renderer: Renderer
-    builder: ContextBuilder
-    countries: CountryTable
-    checks: Checkup | None = None  # the readiness checks (outreach.readiness), set by send()
-
-    @property
-    def total(self) -> int:
-        return sum(len(s.recipients) for s in self.steps)
-
-    @property
-    def late_steps(self) -> list[StepPlan]:
-        return [s for s in self.steps if s.state == "late"]
-
-
-@dataclass
-class StepResult:
-    step: str
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
-    batches: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SendSummary:
-    campaign: str
-    edition: int
-    transport: str
-    real: bool
-    dry_run: bool
-    steps: list[StepResult]
-    seconds: float
-    paused: str | None = None
-    test_sends: int = 0
-    outbox_index: list[str] = field(default_factory=list)
-    requests: int = 0
-    bytes_sent: int = 0
-
-    @property
-    def sent(self) -> int:
-        return sum(s.sent for s in self.steps)
-
-    @property
-    def failed(self) -> int:
-        return sum(s.failed for s in self.steps)
-
-    @property
-    def unknown(self) -> int:
-        return sum(s.unknown for s in self.steps)
+    concurrency: int | None = None  # requests in flight; None: the campaign's sendgrid.concurrency
 
 
 class UI(Protocol):
@@ -151,7 +76,10 @@ class UI(Protocol):
 
     def show_plan(self, plan: SendPlan) -> None: ...
     def confirm(self, question: str) -> bool: ...
-    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]: ...
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+        """A context whose value is called as ``advance(messages_done, requests_in_flight)``."""
+        ...
+
     def note(self, text: str) -> None: ...
 
 
@@ -170,8 +98,8 @@ class QuietUI:
         return self.answer
 
     @contextmanager
-    def progress(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
-        yield lambda n: None
+    def progress(self, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+        yield lambda n, in_flight=0: None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -251,7 +179,12 @@ def clock_from(start: datetime) -> Callable[[], float]:
 
 
 def step_due_at(step: ResolvedStep, transport: Transport) -> datetime:
-    return step.earliest() - transport.schedule_ahead if step.local_time else step.send_at
+    """When a step is due: its send time, or for a local-time step its earliest instant less
+    how far ahead the transport can schedule."""
+    if not step.local_time:
+        return step.send_at
+    ahead = transport.schedule_ahead if transport.can(Capability.SCHEDULES) else timedelta(0)
+    return step.earliest() - ahead
 
 
 @contextmanager
@@ -292,14 +225,7 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     for sid in options.steps:
         campaign.step(sid)  # raises with the list of steps
 
-    reconciled: Counter = Counter()
-    stale = ledger.pending_rows(campaign.name, transport.name)
-    if stale:
-        outcomes = transport.reconcile(stale)
-        for status, _info in outcomes.values():
-            reconciled[status] += 1
-        if not options.dry_run:
-            ledger.resolve_rows(outcomes)
+    reconciled = repair(ledger, campaign, transport, dry_run=options.dry_run)
 
     steps: list[StepPlan] = []
     not_due: list[tuple[ResolvedStep, datetime]] = []
@@ -338,174 +264,27 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     budget = options.limit
     suppressed = ledger.suppressed()
     for sp in steps:
-        budget = _plan_step(plan, sp, ledger, suppressed, budget)
+        budget = planner.plan_step(plan, sp, ledger, suppressed, budget)
     plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
     return plan
 
 
-def _plan_step(
-    plan: SendPlan,
-    sp: StepPlan,
-    ledger: Ledger,
-    suppressed: dict[str, str],
-    budget: int | None,
-) -> int | None:
-    campaign, transport, options = plan.campaign, plan.transport, plan.options
-    step = sp.step
-    aud = step.spec.audience
-    as_of = as_of_date(step)
-    edition = campaign.edition
-    existing = ledger.rows(campaign.name, edition, step.id, transport.name)
-    follow: set[str] | None = None
-    follow_label = ref = ""
-    ref_recipients: set[str] = set()
-    if aud.did_not_open or aud.did_not_click or aud.clicked:
-        ref = aud.did_not_open or aud.did_not_click or aud.clicked.step  # type: ignore[union-attr]
-        recipients = ref_recipients = ledger.sent_contacts(
-            campaign.name, edition, ref, transport.name
-        )
-        if aud.did_not_open:
-            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "open")
-            follow = recipients - engaged
-            follow_label = f"opened {ref}"
-        elif aud.did_not_click:
-            engaged = ledger.engaged_contacts(campaign.name, edition, ref, transport.name, "click")
-            follow = recipients - engaged
-            follow_label = f"clicked in {ref}"
-        else:
-            link = aud.clicked.link  # type: ignore[union-attr]
-            url = campaign.links[link].url if link else None
-            follow = ledger.engaged_contacts(
-                campaign.name, edition, ref, transport.name, "click", url
-            )
-            follow_label = f"did not click {link or 'any link'} in {ref}"
-        if ledger.events_count(campaign.name, edition) == 0 and not aud.clicked:
-            sp.notes.append(
-                f"no tracking events recorded yet: every recipient of {ref} counts as not having "
-                f"{'opened' if aud.did_not_open else 'clicked'}"
-            )
-        if not recipients:
-            sp.notes.append(
-                f"nobody has received step {ref!r} of the {edition} edition through "
-                f"{transport.name} yet"
-            )
+def repair(ledger: Ledger, campaign: Campaign, transport: Transport, *, dry_run: bool) -> Counter:
+    """Settle the rows a crashed run left ``pending`` (unless ``dry_run``); count outcomes.
 
-    renderer, builder = plan.renderer, plan.builder
-    checked_variants: set[str] = set()
-    by_variant: dict[str, list[Recipient]] = defaultdict(list)
-    fallback_langs: Counter = Counter()
-    fallback_subjects: Counter = Counter()
-    now = plan.now
-    horizon = now + transport.schedule_ahead
-
-    def exclude(reason: str, contact: Contact) -> None:
-        sp.exclusions[reason] += 1
-        if len(sp.examples[reason]) < 5:
-            sp.examples[reason].append(f"{contact.email} ({contact.where})")
-
-    for contact in plan.contacts.contacts:
-        status = country_status(contact, plan.countries, as_of)
-        segment = segment_of(aud.segments, campaign.segments, contact, status)
-        if segment is None:
-            sp.exclusions["not in the step's segments"] += 1
-            continue
-        excl = segment_of(aud.exclude_segments, campaign.segments, contact, status)
-        if excl:
-            exclude(f"in excluded segment {excl!r}", contact)
-            continue
-        reason = suppressed.get(contact.key)
-        if reason:
-            exclude(f"suppressed: {reason}", contact)
-            continue
-        if follow is not None and contact.contact_id not in follow:
-            got = contact.contact_id in ref_recipients
-            exclude(follow_label if got else f"did not receive {ref}", contact)
-            continue
-        row: Row | None = existing.get(contact.contact_id)
-        if row is not None:
-            if row.status == "sent":
-                sp.exclusions["already sent"] += 1
-                continue
-            if row.status == "pending":
-                exclude(
-                    "in flight in another run, or interrupted (re-run without --dry-run to check)",
-                    contact,
-                )
-                continue
-            if row.status == "unknown" and not options.resend_unknown:
-                exclude("outcome unknown (pass --resend-unknown to resend)", contact)
-                continue
-            if row.status == "cancelled" and not options.resend_cancelled:
-                exclude(
-                    "scheduled send was cancelled (pass --resend-cancelled to send again)", contact
-                )
-                continue
-            sp.retrying += 1
-        send_at = None
-        if step.local_time:
-            tz = _contact_tz(plan.countries, contact, campaign)
-            at = step.instant_in(tz)
-            if transport.schedule_ahead and at > horizon:
-                sp.held += 1
-                exclude("local send time more than 72 h ahead (held for a later run)", contact)
-                continue
-            send_at = at if at > now else None
-            if not transport.schedule_ahead:
-                send_at = at  # the outbox records the intended local time
-        if budget is not None and budget <= 0:
-            exclude("over --limit", contact)
-            continue
-        send_id = row.send_id if row is not None else new_id()
-        template_name = step.spec.template
-        _tpl, lang = renderer.resolve_template(template_name, contact.language)
-        if lang != contact.language:
-            fallback_langs[(contact.language, lang)] += 1
-        subject, subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
-        if subject_lang != lang:
-            fallback_subjects[(lang, subject_lang)] += 1
-        if subject is None:
-            raise ConfigError(
-                f"step {step.id!r} has no subject for {lang!r}",
-                where=campaign.where("steps", step.index, "subject"),
-            )
-        preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
-        data = builder.recipient(
-            step,
-            contact,
-            lang,
-            transport.unsubscribe_url(send_id),
-            unsubscribe_of=(transport.unsubscribe_url, send_id),
-        )
-        variant = renderer.variant(step.id, template_name, lang, data, subject, preheader)
-        values = data.flat_values()
-        if variant.id not in checked_variants:
-            renderer.verify(variant, template_name, lang, data, subject, preheader)
-            checked_variants.add(variant.id)
-        sp.variants[variant.id] = variant
-        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
-        by_variant[variant.id].append(rec)
-        sp.recipients.append(rec)
-        sp.breakdown[(segment, status, lang)] += 1
-        if budget is not None:
-            budget -= 1
-
-    for (asked, got), n in sorted(fallback_langs.items()):
-        sp.notes.append(f"{n} contact(s) asked for {asked!r}: template falls back to {got!r}")
-    for (asked, got), n in sorted(fallback_subjects.items()):
-        sp.notes.append(f"{n} contact(s) get the {got!r} subject: the step has none in {asked!r}")
-    for vid, recs in by_variant.items():
-        for chunk, notes in transport.split(sp.variants[vid], recs):
-            sp.batches.append(Batch(new_id(), campaign, step, sp.variants[vid], chunk, notes=notes))
-            sp.notes.extend(notes)
-    sp.notes.extend(transport.plan_notes(sp.batches))
-    return budget
-
-
-def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -> ZoneInfo:
-    c = countries.get(contact.country) if contact.country else None
-    if c and c.timezone:
-        return ZoneInfo(c.timezone)
-    return campaign.tz or ZoneInfo("UTC")
+    Rows of batches that were still queued never left: they are retried. The others are the
+    transport's to judge (the outbox looks for its files; SendGrid cannot know: unknown)."""
+    stale = ledger.pending_rows(campaign.name, transport.name)
+    if not stale:
+        return Counter()
+    handed = [r for r in stale if r.status != "queued"]
+    outcomes = transport.reconcile(handed) if handed else {}
+    for r in stale:
+        if r.status == "queued":
+            outcomes[r.send_id] = ("retry", "prepared but never handed off (interrupted run)")
+    if not dry_run:
+        ledger.resolve_rows(outcomes)
+    return Counter(status for status, _info in outcomes.values())
 
 
 # ------------------------------------------------------------------------------------------
@@ -513,137 +292,10 @@ def _contact_tz(countries: CountryTable, contact: Contact, campaign: Campaign) -
 
 
 def execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
-    """Deliver the plan batch by batch under the ledger protocol."""
+    """Deliver the plan under the ledger protocol, up to ``concurrency`` requests at a time
+    (:mod:`outreach.executor`)."""
     with fewer_collections():
-        return _execute(plan, ledger, ui)
-
-
-def _execute(plan: SendPlan, ledger: Ledger, ui: UI) -> SendSummary:
-    t0 = time.monotonic()
-    campaign, transport = plan.campaign, plan.transport
-    results = {sp.step.id: StepResult(sp.step.id) for sp in plan.steps}
-    summary = SendSummary(
-        campaign.name,
-        campaign.edition,
-        transport.name,
-        transport.real,
-        False,
-        list(results.values()),
-        0,
-    )
-    run_id = ledger.begin_run(
-        campaign.name,
-        campaign.edition,
-        transport.name,
-        {k: v for k, v in vars(plan.options).items() if k != "now"},
-    )
-    consecutive = 0
-    outcome = "complete"
-    transport.on_retry = ui.note
-    try:
-        with ui.progress(plan.total, f"Sending via {transport.describe()}") as advance:
-            for sp in plan.steps:
-                res = results[sp.step.id]
-                for batch in sp.batches:
-                    try:
-                        transport.prepare_batch(batch)  # e.g. a SendGrid batch id (scheduled)
-                    except FatalError as exc:
-                        res.errors.append(str(exc))
-                        outcome = "stopped"
-                        summary.paused = f"stopped: {exc.message}"
-                        raise
-                    ledger.mark_pending(
-                        campaign=campaign.name,
-                        edition=campaign.edition,
-                        step=sp.step.id,
-                        transport=transport.name,
-                        batch_id=batch.id,
-                        variant=batch.variant.id,
-                        run_id=run_id,
-                        provider_batch_id=batch.provider_batch_id,
-                        rows=(_row(r) for r in batch.recipients),
-                    )
-                    res.batches += 1
-                    try:
-                        delivery = transport.deliver(batch)
-                    except UnknownOutcome as exc:
-                        ledger.mark_batch(batch.id, "unknown", exc.message)
-                        res.unknown += batch.size
-                        res.errors.append(f"batch {short_id(batch.id)}: {exc.message}")
-                        consecutive += 1
-                    except FatalError as exc:
-                        ledger.mark_batch(batch.id, "failed", exc.message)
-                        res.failed += batch.size
-                        res.errors.append(str(exc))
-                        outcome = "stopped"
-                        summary.paused = f"stopped: {exc.message}"
-                        raise
-                    except PermanentError as exc:
-                        ledger.mark_batch(batch.id, "failed", exc.message)
-                        res.failed += batch.size
-                        res.errors.append(
-                            f"batch {short_id(batch.id)} ({batch.size} recipients): {exc}"
-                        )
-                        consecutive += 1
-                    except BaseException:
-                        # Ctrl-C or a bug while handing off: we cannot know what went out
-                        outcomes = transport.reconcile(
-                            [
-                                Row(
-                                    r.send_id,
-                                    r.contact.contact_id,
-                                    r.contact.email,
-                                    "pending",
-                                    batch.id,
-                                    None,
-                                    None,
-                                )
-                                for r in batch.recipients
-                            ]
-                        )
-                        ledger.resolve_rows(outcomes)
-                        outcome = "interrupted"
-                        raise
-                    else:
-                        ledger.mark_sent(batch.id, delivery.message_ids)
-                        res.sent += batch.size
-                        consecutive = 0
-                    advance(batch.size)
-                    if consecutive >= PAUSE_AFTER:
-                        outcome = "paused"
-                        summary.paused = (
-                            f"paused after {consecutive} failed batches in a row; "
-                            "nothing else was attempted. Fix the cause and run the same command again to resume"
-                        )
-                        return summary
-    except FatalError:
-        return summary
-    finally:
-        ledger.end_run(run_id, outcome)
-        summary.seconds = time.monotonic() - t0
-        summary.requests = transport.requests
-        summary.bytes_sent = transport.bytes_sent
-        if hasattr(transport, "write_index"):
-            for sp in plan.steps:
-                p = transport.write_index(ledger, sp.step.id)  # type: ignore[attr-defined]
-                if p:
-                    summary.outbox_index.append(str(p.relative_to(plan.campaign.root)))
-        transport.close()
-    return summary
-
-
-def _row(r: Recipient) -> dict:
-    return {
-        "send_id": r.send_id,
-        "contact_id": r.contact.contact_id,
-        "email": r.contact.email,
-        "segment": r.segment,
-        "relationship": r.contact.relationship,
-        "country": r.contact.country,
-        "country_status": r.country_status,
-        "language": r.language,
-        "send_at": r.send_at.isoformat() if r.send_at else None,
-    }
+        return executor.execute(plan, ledger, ui)
 
 
 def send_tests(plan: SendPlan, ledger: Ledger, to: tuple[str, ...]) -> int:
@@ -780,10 +432,11 @@ def status(
                     "due_at": due_at.isoformat(),
                     "local_time": step.local_time,
                     "due": due_at <= now,
-                    "recipients": (len(sp.recipients) + sp.exclusions.get("already sent", 0))
+                    "recipients": (len(sp.recipients) + sp.excluded(Reason.ALREADY_SENT))
                     if sp
                     else 0,
                     "to_send": len(sp.recipients) if sp else 0,
+                    "excluded": {e.code: n for e, n in sp.exclusions.most_common()} if sp else {},
                     **{k: this.get(k, 0) for k in ("sent", "pending", "failed", "unknown")},
                     "by_transport": per,
                 }

@@ -16,6 +16,10 @@ It owns
   simply transient;
 * **retries** of transient errors with capped exponential backoff and "equal" jitter, honouring
   the 429 reset time; ``sleep`` and ``clock`` are injectable, so tests never wait;
+* **the shared 429 gate**: requests may run in several threads at once (the transport sends
+  up to ``sendgrid.concurrency`` at a time); when one gets 429 with ``X-RateLimit-Reset``,
+  the gate closes until then and every thread waits there before its next attempt, so none
+  keeps hammering a rate-limited account;
 * **the wording**: the status, SendGrid's own error message, which field (in the campaign
   file's words, with its file:line) and which recipient (CSV row, contact, send id);
 * **redaction**: the API key never appears in a message, and the HTTP library's debug log
@@ -24,12 +28,14 @@ It owns
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import logging
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,6 +189,9 @@ class SendGridAPI:
         self.clock = clock  # compared with X-RateLimit-Reset (seconds since the epoch)
         self.on_retry: Callable[[str], None] | None = None
         self.requests = 0  # every attempt, retries included
+        self._lock = threading.Lock()
+        self._gate = 0.0  # clock() time before which no request starts (after a 429)
+        self._waited = threading.local()  # .until: the gate time this thread has slept to
         _install_redaction(self.redact)
 
     @classmethod
@@ -223,7 +232,10 @@ class SendGridAPI:
         ``batch`` and ``campaign`` let errors name the batch, recipients and campaign keys.
         """
         what = f"{method} /v3/{path.strip('/')}"
-        node = self.client.client
+        # the library's client nodes share one mutable headers dict: give each call its own,
+        # so that calls in several threads never touch the same one
+        node = copy.copy(self.client.client)
+        node.request_headers = dict(node.request_headers)
         for part in path.strip("/").split("/"):
             node = node._(part)
         kw: dict[str, Any] = {"timeout": self.timeout}
@@ -232,7 +244,8 @@ class SendGridAPI:
             kw["request_headers"] = {"Content-Type": JSON_UTF8}
         if query:
             kw["query_params"] = query
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             return getattr(node, method.lower())(**kw)
         except SGHTTPError as exc:
@@ -285,9 +298,13 @@ class SendGridAPI:
 
     def retrying(self, call: Callable[[], T]) -> T:
         """Run ``call``, retrying :class:`TransientError` (honouring ``retry_after``); after
-        ``retries`` retries the last one becomes a :class:`PermanentError`."""
+        ``retries`` retries the last one becomes a :class:`PermanentError`.
+
+        Every attempt first waits at the shared 429 gate (:meth:`wait_at_gate`); a 429 with a
+        reset time closes it for every thread (:meth:`close_gate`)."""
         attempt = 0
         while True:
+            self.wait_at_gate()
             try:
                 return call()
             except TransientError as exc:
@@ -302,11 +319,33 @@ class SendGridAPI:
                         details=exc.details,
                     ) from None
                 delay = self.delay(attempt, exc.retry_after)
+                if exc.retry_after is not None:
+                    self.close_gate(self.clock() + delay)
                 if self.on_retry:
                     self.on_retry(
                         f"{exc.message}; retrying in {delay:.1f} s (attempt {attempt + 1})"
                     )
                 self.sleep(delay)
+
+    def close_gate(self, until: float) -> None:
+        """No request starts before ``until`` (a ``clock()`` time), in any thread. The thread
+        that closes it sleeps on its own (its retry delay), so it counts as having waited."""
+        with self._lock:
+            self._gate = max(self._gate, until)
+        self._waited.until = until
+
+    def wait_at_gate(self) -> None:
+        """Sleep until the gate opens, unless this thread already slept to its time."""
+        with self._lock:
+            gate = self._gate
+        if gate <= getattr(self._waited, "until", 0.0):
+            return
+        self._waited.until = gate
+        wait = gate - self.clock()
+        if wait > 0:
+            if self.on_retry:
+                self.on_retry(f"another request met SendGrid's rate limit; waiting {wait:.1f} s")
+            self.sleep(wait)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry ``attempt`` (1-based): the rate-limit reset if known, else

@@ -30,6 +30,13 @@ sending), ``"drop"`` (read the request, close without answering, nothing accepte
 ``"accept-drop"`` (accept, then close without answering). Any other endpoint takes the same
 kinds of answers through ``fake.queue_at("GET /v3/suppression/bounces", 500, (429, 2))``
 (``"hang"`` there answers late; then back to the normal answer).
+
+Concurrent clients: answers are taken in the order requests arrive. ``delay`` (``--delay``)
+adds latency to every mail/send answer; ``("after", seconds, answer)`` gives one answer its
+own latency; ``("storm", seconds)`` starts a rate-limit storm: this request and every
+mail/send request that arrives in the next ``seconds`` get 429 with the same
+``X-RateLimit-Reset``. ``in_flight`` / ``max_in_flight`` count mail/send requests being
+answered, and each :class:`Received` has its arrival and answer times (``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import re
 import secrets
 import socket
@@ -97,6 +105,9 @@ class Received:
     body: bytes
     status: int = 0
     message_id: str | None = None
+    index: int = -1  # in FakeSendGrid.requests
+    arrived: float = 0.0  # time.monotonic() when the request had been read
+    answered: float = 0.0  # … when the answer was written (0: never)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -145,6 +156,9 @@ class FakeSendGrid:
         self.scripts: dict[str, deque] = {}  # "METHOD /path" → answers for other endpoints
         self.lock = threading.Lock()
         self.mail_arrivals = 0  # mail/send requests read so far (set before any delay)
+        self.in_flight = 0  # mail/send requests read and not yet answered
+        self.max_in_flight = 0
+        self.storm_until = 0.0  # clock(): mail/send requests before this get 429
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self._patterns: dict[tuple[str, ...], re.Pattern] = {}
@@ -326,9 +340,16 @@ class FakeSendGrid:
         """(status, headers, body, action) where action is '', 'hang', 'drop' or 'accept-drop'."""
         with self.lock:
             self.mail_arrivals += 1
-        self.stats["mail_requests"] += 1
-        self.stats["bytes"] += len(req.body)
-        answer = self.script.popleft() if self.script else 202
+            self.stats["mail_requests"] += 1
+            self.stats["bytes"] += len(req.body)
+            answer = self.script.popleft() if self.script else 202
+            if isinstance(answer, tuple) and answer[0] == "storm":
+                self.storm_until = self.clock() + answer[1]
+            if self.clock() < self.storm_until:
+                answer = (429, self.storm_until - self.clock())
+        if isinstance(answer, tuple) and answer[0] == "after":
+            req.latency = answer[1]  # type: ignore[attr-defined]
+            answer = answer[2]
         if not self._authorized(req):
             return (
                 401,
@@ -349,7 +370,9 @@ class FakeSendGrid:
         if isinstance(answer, int) and answer != 202:
             return answer, {}, _error(_REASONS.get(answer, "error"), None), ""
         if not self.apply:
-            self.stats["personalizations"] += req.body.count(b'"send_id":')
+            n = req.body.count(b'"send_id":')
+            with self.lock:
+                self.stats["personalizations"] += n
             return 202, {"X-Message-Id": _message_id()}, None, ""
         try:
             data = json.loads(req.body)
@@ -360,7 +383,7 @@ class FakeSendGrid:
             return 400, {}, {"errors": errors}, ""
         mid = _message_id()
         req.message_id = mid
-        self._accept(data, mid, len(self.requests) - 1)
+        self._accept(data, mid, req.index)
         action = answer if answer in ("hang", "accept-drop") else ""
         return 202, {"X-Message-Id": mid}, None, action
 
@@ -558,7 +581,7 @@ class FakeSendGrid:
         return {
             "X-RateLimit-Limit": "600",
             "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(int(self.clock() + seconds)),
+            "X-RateLimit-Reset": str(math.ceil(self.clock() + seconds)),  # whole seconds
         }
 
     def _route(self, req: Received, path: str, params: dict) -> tuple[int, dict[str, str], Any]:
@@ -676,10 +699,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         req = Received(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            arrived=time.monotonic(),
         )
         fake: FakeSendGrid = self.server.fake  # type: ignore[attr-defined]
         with fake.lock:
+            req.index = len(fake.requests)
             fake.requests.append(req)
             fake.stats["requests"] += 1
         return req
@@ -707,23 +735,35 @@ class _Handler(BaseHTTPRequestHandler):
         fake: FakeSendGrid = self.server.fake  # type: ignore[attr-defined]
         req = self._read()
         if req.method == "POST" and req.path == "/v3/mail/send":
-            status, headers, body, action = fake.mail_send(req)
-            if fake.delay:
-                time.sleep(fake.delay)
-            if action in ("drop", "accept-drop"):
-                req.status = -1
-                self._hang_up()
-                return
-            if action == "hang":
-                time.sleep(fake.hang)
-            with contextlib.suppress(OSError):  # the client went away (timeout, killed)
-                self._answer(req, status, headers, body)
+            with fake.lock:
+                fake.in_flight += 1
+                fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+            try:
+                self._mail_send(fake, req)
+            finally:
+                with fake.lock:
+                    fake.in_flight -= 1
             return
         status, headers, body, action = fake.other(req)
         if action == "hang":
             time.sleep(fake.hang)
         with contextlib.suppress(OSError):  # the client went away (timeout)
             self._answer(req, status, headers, body)
+
+    def _mail_send(self, fake: FakeSendGrid, req: Received) -> None:
+        status, headers, body, action = fake.mail_send(req)
+        latency = getattr(req, "latency", fake.delay)
+        if latency:
+            time.sleep(latency)
+        if action in ("drop", "accept-drop"):
+            req.status = -1
+            self._hang_up()
+            return
+        if action == "hang":
+            time.sleep(fake.hang)
+        with contextlib.suppress(OSError):  # the client went away (timeout, killed)
+            self._answer(req, status, headers, body)
+            req.answered = time.monotonic()
 
     do_POST = do_GET = do_PATCH = do_DELETE = _dispatch
 

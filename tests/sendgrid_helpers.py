@@ -101,6 +101,7 @@ def run_send(
     transport: str | None = "sendgrid",
     configure: Callable[[Transport], None] | None = None,
     ui: QuietUI | None = None,
+    concurrency: int | None = None,
 ) -> tuple[SendSummary, SendPlan]:
     """Plan and execute a send in-process (the library path of ``outreach send --yes``)."""
     ws = Workspace.open(root)
@@ -112,6 +113,7 @@ def run_send(
         transport=transport,
         resend_unknown=resend_unknown,
         allow_late=True,
+        concurrency=concurrency,
     )
     with Ledger.open(ws.db_url(), ws.root) as ledger:
         ledger.acquire_send_lock(name)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from outreach.cli import main
 from outreach.events import event_id, import_files, ingest, read_file
 from outreach.exceptions import ConfigError, EventError
+from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.suppressions import add, history, listing, remove, rule_for
@@ -373,8 +374,11 @@ def test_plan_excludes_suppressed_and_says_why(ws: Workspace, ledger: Ledger) ->
     sp = _plan(ws, "human-rights-day")
     emails = {x.contact.email for x in sp.recipients}
     assert r[0]["email"] not in emails and r[1]["email"] not in emails
-    assert sp.exclusions["suppressed: bounce"] == 1 and sp.exclusions["suppressed: manual"] == 1
-    assert r[0]["email"] in " ".join(sp.examples["suppressed: bounce"])
+    assert (
+        sp.exclusions[Exclusion(Reason.SUPPRESSED, "bounce")] == 1
+        and sp.exclusions[Exclusion(Reason.SUPPRESSED, "manual")] == 1
+    )
+    assert r[0]["email"] in " ".join(sp.examples[Exclusion(Reason.SUPPRESSED, "bounce")])
 
 
 def _with_audience(ws: Workspace, audience_yaml: str) -> None:
@@ -403,7 +407,7 @@ def test_did_not_open_ignores_machine_opens(ws: Workspace, ledger: Ledger) -> No
     emails = {x.contact.email for x in sp.recipients}
     assert r[0]["email"] not in emails and r[3]["email"] not in emails
     assert r[1]["email"] in emails and r[2]["email"] in emails
-    assert len(emails) == 55 and sp.exclusions["opened circular"] == 2
+    assert len(emails) == 55 and sp.exclusions[Exclusion(Reason.OPENED, step="circular")] == 2
 
 
 def test_did_not_click_and_clicked_link(ws: Workspace, ledger: Ledger) -> None:
@@ -420,7 +424,7 @@ def test_did_not_click_and_clicked_link(ws: Workspace, ledger: Ledger) -> None:
     _with_audience(ws, "      did_not_click: circular\n")
     sp = _plan(ws, "last-call")
     assert {x.contact.email for x in sp.recipients} == {x["email"] for x in r[2:]}
-    assert sp.exclusions["clicked in circular"] == 2
+    assert sp.exclusions[Exclusion(Reason.CLICKED, step="circular")] == 2
     shutil.copy(ws.root / "campaigns" / "december.yaml", ws.root / "dec.bak")
     path = ws.root / "campaigns" / "december.yaml"
     path.write_text(
@@ -430,7 +434,7 @@ def test_did_not_click_and_clicked_link(ws: Workspace, ledger: Ledger) -> None:
     )
     sp = _plan(ws, "last-call")
     assert [x.contact.email for x in sp.recipients] == [r[1]["email"]]
-    assert sp.exclusions["did not click committee in circular"] == 56
+    assert sp.exclusions[Exclusion(Reason.DID_NOT_CLICK, "committee", "circular")] == 56
     path.write_text(path.read_text().replace("link: committee}", "}"))
     sp = _plan(ws, "last-call")
     assert {x.contact.email for x in sp.recipients} == {r[0]["email"], r[1]["email"]}

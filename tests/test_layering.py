@@ -10,7 +10,9 @@ TESTS = Path(__file__).resolve().parent
 
 # a call that runs SQL, a DBAPI driver, or SQL text itself
 SQL = re.compile(
-    r"\.(execute|executemany|executescript)\(|\bimport (sqlite3|psycopg)\b|\bfrom (sqlite3|psycopg)\b"
+    r"\.(execute|executemany|executescript)\(\s*(f?[\"']|sql\b|query\b|statement\b)"
+    r"|\b(conn|cur|cursor|db)\.(execute|executemany|executescript)\("
+    r"|\bimport (sqlite3|psycopg)\b|\bfrom (sqlite3|psycopg)\b"
     r"|\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE TABLE|PRAGMA)\s+[\w*(]"
 )
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.dates import CIRCULAR_DUE
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import ENV, KEY, copy_example, edit, rows
+from tests.sendgrid_helpers import ENV, KEY, batches, copy_example, edit, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
@@ -54,8 +54,9 @@ def finish(ws: Path, fake: FakeSendGrid, *extra: str) -> str:
 
 
 def kill_in_flight(ws: Path, fake: FakeSendGrid, nth: int) -> list[dict]:
-    """Start a send, SIGKILL it while the ``nth`` mail/send request is being answered."""
-    proc = start(ws, fake)
+    """Start a send (one request at a time), SIGKILL it while the ``nth`` mail/send request
+    is being answered. (Several at a time: tests/test_concurrency.py.)"""
+    proc = start(ws, fake, "--concurrency", "1")
     try:
         assert fake.wait_for_mail(nth, timeout=60, proc=proc), "the send never reached the fake"
     finally:
@@ -65,17 +66,31 @@ def kill_in_flight(ws: Path, fake: FakeSendGrid, nth: int) -> list[dict]:
     return rows(ws)
 
 
+def handed_off(ws: Path, ledger: list[dict]) -> set[str]:
+    """Addresses of rows left pending in a batch that was handed off (not merely queued)."""
+    state = {b["batch_id"]: b["status"] for b in batches(ws)}
+    return {
+        r["email"].lower()
+        for r in ledger
+        if r["status"] == "pending" and state[r["batch_id"]] == "pending"
+    }
+
+
 def test_killed_while_sendgrid_accepts_a_batch(ws: Path, fake: FakeSendGrid) -> None:
     fake.delay = 1.0  # each request is accepted, then answered a second later
     ledger = kill_in_flight(ws, fake, 4)
     status = Counter(r["status"] for r in ledger)
     assert status["sent"] > 0 and status["pending"] > 0  # killed mid hand-off
-    in_flight = {r["email"].lower() for r in ledger if r["status"] == "pending"}
+    in_flight = handed_off(ws, ledger)
+    queued = {r["email"].lower() for r in ledger if r["status"] == "pending"} - in_flight
+    assert 1 <= len(in_flight) <= 4 and queued  # one batch on the wire, the next ones ahead
     # SendGrid got the in-flight batch; the killed run never heard back
     assert in_flight <= set(fake.received_by())
+    assert not queued & set(fake.received_by())
     fake.delay = 0.0
     out = finish(ws, fake)
     assert f"in-flight messages were checked: {len(in_flight)} unknown" in out
+    assert f"{len(queued)} never handed off" in out
     assert "outcome unknown (pass --resend-unknown to resend)" in out
     received = fake.received_by()
     assert sum(received.values()) == VALID and set(received.values()) == {1}  # no duplicate
@@ -96,7 +111,7 @@ def test_killed_before_sendgrid_accepts_a_batch(ws: Path, fake: FakeSendGrid) ->
     fake.delay = 1.0
     fake.queue(202, 202, 202, "drop")  # the fourth request is read but never accepted
     ledger = kill_in_flight(ws, fake, 4)
-    in_flight = {r["email"].lower() for r in ledger if r["status"] == "pending"}
+    in_flight = handed_off(ws, ledger)
     assert in_flight and not in_flight & set(fake.received_by())
     fake.delay = 0.0
     finish(ws, fake)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -160,24 +161,31 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
         body = req.json()
         assert set(body) == {
             "personalizations",
+            "custom_args",
+            "headers",
             "from",
             "reply_to",
             "subject",
-            "headers",
             "content",
             "categories",
             "tracking_settings",
             "mail_settings",
         }
-        # the campaign's List-Id (RFC 2919) once per request; List-Unsubscribe per recipient
-        assert body["headers"] == {"List-Id": "SendGrid fixture <sg.example.org>"}
         assert body["from"] == {"email": "sender@example.org", "name": "Coalition Test"}
         assert body["reply_to"] == {
             "email": "coordinator@example.org",
             "name": '"Coordinator, Test Desk"',
         }
         assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
-        assert "[[t:contact.first_name]]" in body["subject"]
+        assert "[[t:" not in body["subject"]  # markers become short keys, or their value
+        # what every recipient shares travels once
+        assert body["custom_args"] == {"campaign": "sg", "step": "note"}
+        # (the campaign's List-Id, RFC 2919, and List-Unsubscribe-Post; List-Unsubscribe is
+        # per recipient)
+        assert body["headers"] == {
+            "List-Id": "SendGrid fixture <sg.example.org>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
         assert body["categories"] == ["fixture", "sg", "note"]
         assert body["tracking_settings"] == {
             "click_tracking": {"enable": True, "enable_text": False},
@@ -188,23 +196,33 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
         emails = [p["to"][0]["email"] for p in body["personalizations"]]
         assert len(emails) == len(set(emails))
         for p in body["personalizations"]:
-            assert set(p) == {"to", "substitutions", "custom_args", "headers"}
+            assert set(p) <= {"to", "substitutions", "custom_args", "headers"}
             sid = p["custom_args"]["send_id"]
             row = ledger[sid]
-            assert p["custom_args"] == {
-                "campaign": "sg",
-                "step": "note",
-                "contact_id": row["contact_id"],
-                "send_id": sid,
-            }
+            assert p["custom_args"] == {"contact_id": row["contact_id"], "send_id": sid}
             assert p["to"][0]["email"] == row["email"]
             assert p["headers"] == {
                 "List-Unsubscribe": f"<https://unsub.example.org/u/{sid}>, "
                 f"<mailto:unsub@example.org?subject=unsubscribe%20{sid}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             }
-            assert all(k.startswith(("[[h:", "[[t:")) for k in p["substitutions"])
-            assert all(isinstance(v, str) for v in p["substitutions"].values())
+            subs = p.get("substitutions", {})
+            assert all(re.fullmatch(r"\[\[\d+\]\]", k) for k in subs)
+            assert all(isinstance(v, str) for v in subs.values())
+    # what each message carries once SendGrid merged the shared and the own parts
+    for m in fake.messages:
+        sid = m.custom_args["send_id"]
+        assert m.custom_args == {
+            "campaign": "sg",
+            "step": "note",
+            "contact_id": ledger[sid]["contact_id"],
+            "send_id": sid,
+        }
+        assert m.headers == {
+            "List-Unsubscribe": f"<https://unsub.example.org/u/{sid}>, "
+            f"<mailto:unsub@example.org?subject=unsubscribe%20{sid}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": "SendGrid fixture <sg.example.org>",
+        }
     names = {
         p["to"][0]["email"]: p["to"][0].get("name")
         for r in fake.mail_requests
@@ -218,14 +236,23 @@ def test_payload_shape(sg: Path, fake: FakeSendGrid) -> None:
 
 
 def test_html_values_escaped_text_values_raw(sg: Path, fake: FakeSendGrid) -> None:
+    plan = plan_only(sg, "sg", steps=("note",))
     run_send(sg, "sg", steps=("note",))
-    ana = next(
-        p
-        for r in fake.mail_requests
-        for p in r.json()["personalizations"]
-        if p["to"][0]["email"] == "ana@example.org"
+    ana = next(m for m in fake.messages if m.to == "ana@example.org")
+    assert "Médicos &amp; Amigos" in ana.html and "Médicos & Amigos" not in ana.html
+    assert "Médicos & Amigos" in ana.text
+    assert "quotes &#34; and &lt;angle&gt; and &amp; amp" in ana.html
+    assert 'quotes " and <angle> and & amp' in ana.text
+    assert "PÉREZ, JR." in ana.html
+    # the reference personalization (what the payload encodes) has each form under its marker
+    batch = next(
+        b
+        for b in plan.steps[0].batches
+        for r in b.recipients
+        if r.contact.email == "ana@example.org"
     )
-    subs = ana["substitutions"]
+    r = next(r for r in batch.recipients if r.contact.email == "ana@example.org")
+    subs = plan.transport.personalization(batch, r)["substitutions"]
     assert subs["[[h:contact.organization]]"] == "Médicos &amp; Amigos"
     assert subs["[[t:contact.organization]]"] == "Médicos & Amigos"
     assert subs["[[h:contact.note]]"] == "quotes &#34; and &lt;angle&gt; and &amp; amp"
@@ -388,7 +415,7 @@ def test_payload_validates_against_sendgrids_openapi_spec(sg: Path, fake: FakeSe
     assert fake.mail_requests
     for req in fake.mail_requests:
         body = req.json()
-        assert "custom_args" not in body  # we only send per-personalization custom_args
+        assert body["custom_args"] == {"campaign": "sg", "step": "note"}  # an object (quirk)
         errors = sorted(validator.iter_errors(body), key=str)
         assert not errors, errors[0].message
     # the validator is not a rubber stamp: SendGrid's limits are in the schema

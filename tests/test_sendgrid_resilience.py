@@ -14,9 +14,20 @@ from rich.console import Console
 
 from outreach import console as console_mod
 from outreach.cli import main
-from outreach.send import PAUSE_AFTER, QuietUI
+from outreach.exclusions import Exclusion, Reason
+from outreach.executor import PAUSE_AFTER
+from outreach.send import QuietUI
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import KEY, Sleeps, copy_fixture, rows, run_send, use_fake
+from tests.sendgrid_helpers import KEY, Sleeps, copy_fixture, rows, use_fake
+from tests.sendgrid_helpers import run_send as _run_send
+
+
+def run_send(*args, **kw):
+    """One request at a time: these tests count each request's attempts and sleeps (the
+    concurrent cases are in test_concurrency.py)."""
+    kw.setdefault("concurrency", 1)
+    return _run_send(*args, **kw)
+
 
 EVERYONE = Counter(
     {
@@ -66,7 +77,7 @@ def test_429_waits_until_the_rate_limit_resets(sg: Path, fake: FakeSendGrid) -> 
     sleeps, ui = Sleeps(), QuietUI(True)
     summary, _ = run_send(sg, "sg", steps=("note",), sleep=sleeps, ui=ui)
     assert summary.sent == 7 and not summary.paused
-    assert len(sleeps) == 1 and 5.5 <= sleeps[0] <= 7.0
+    assert len(sleeps) == 1 and 5.5 <= sleeps[0] <= 8.0  # the reset is in whole seconds
     assert "rate limit was reached (429); waiting until" in ui.notes[0]
     assert fake.received_by() == EVERYONE
     assert len(fake.mail_requests) == BATCHES + 1
@@ -103,7 +114,12 @@ def test_consecutive_failures_pause_the_run_and_rerun_resumes(sg: Path, fake: Fa
     assert len(sleeps) == PAUSE_AFTER
     failed = rows(sg)
     assert {r["status"] for r in failed} == {"failed"}
-    assert all("gave up after 2 attempts" in r["error"] for r in failed)
+    tried = [r for r in failed if "gave up after 2 attempts" in r["error"]]
+    assert len(tried) == summary.failed
+    # batches prepared ahead were never handed off, and say so
+    released = [r for r in failed if r not in tried]
+    assert len(released) == summary.released and released
+    assert all(r["error"] == "not handed off: the run paused first" for r in released)
     out = printed(summary)
     assert "run the same command again to resume" in out
     assert "SendGrid had a server error (500" in out
@@ -123,7 +139,8 @@ def test_refused_connection_is_retried_then_given_up(
     sleeps = Sleeps()
     summary, _ = run_send(sg, "sg", steps=("note",), sleep=sleeps, retries=2)
     assert len(sleeps) == PAUSE_AFTER * 2
-    assert summary.paused and summary.failed == sum(1 for r in rows(sg) if r["status"] == "failed")
+    failed = sum(1 for r in rows(sg) if r["status"] == "failed")
+    assert summary.paused and summary.failed + summary.released == failed
     assert "connection refused" in summary.steps[0].errors[0]
     assert "nothing was sent" in summary.steps[0].errors[0]
 
@@ -152,7 +169,7 @@ def test_no_answer_after_sending_is_unknown_and_resent_only_on_request(
     # a plain re-run does not resend them
     summary, plan = run_send(sg, "sg", steps=("note",))
     assert summary.sent == 0
-    assert plan.steps[0].exclusions["outcome unknown (pass --resend-unknown to resend)"] == 2
+    assert plan.steps[0].exclusions[Exclusion(Reason.UNKNOWN_OUTCOME)] == 2
     assert fake.received_by() == want
     # --resend-unknown does
     summary, _ = run_send(sg, "sg", steps=("note",), resend_unknown=True)
@@ -195,7 +212,8 @@ def test_400_on_a_campaign_setting_stops_and_points_at_the_file(
     assert text.startswith("campaigns/sg.yaml:")  # the line of sender.from_email
     assert "sender.from_email" in text
     assert "the sender address (from.email): The from address does not match" in text
-    assert len(rows(sg)) == 1 and rows(sg)[0]["status"] == "failed"
+    attempted = [r for r in rows(sg) if "not handed off" not in r["error"]]
+    assert len(attempted) == 1 and attempted[0]["status"] == "failed"
 
 
 @pytest.mark.parametrize(

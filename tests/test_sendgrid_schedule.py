@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from outreach.cli import main
 from outreach.countries import CountryTable
+from outreach.exclusions import Exclusion, Reason
 from outreach.scheduled import cancel
 from outreach.transports.sendgrid import SCHEDULE_AHEAD
 from outreach.workspace import Workspace
@@ -93,7 +94,7 @@ def test_recipients_beyond_72_hours_are_held(
     sp = plan.steps[0]
     horizon = now + SCHEDULE_AHEAD
     assert sp.held > 0 and summary.sent > 0 and summary.sent + sp.held == 57
-    held = sp.exclusions["local send time more than 72 h ahead (held for a later run)"]
+    held = sp.exclusions[Exclusion(Reason.HELD)]
     assert held == sp.held
     for m in fake.messages:
         assert now.timestamp() < m.send_at <= horizon.timestamp()
@@ -133,8 +134,7 @@ def test_cancel_stops_scheduled_messages_and_marks_them(
     assert len(fake.requests) == n
     summary, plan = run_send(ws, "december", steps=(STEP,), now=NOW)
     assert summary.sent == 0
-    reason = "scheduled send was cancelled (pass --resend-cancelled to send again)"
-    assert plan.steps[0].exclusions[reason] == 57
+    assert plan.steps[0].exclusions[Exclusion(Reason.CANCELLED)] == 57
     again = plan_only(ws, "december", steps=(STEP,), resend_cancelled=True, now=NOW)
     assert len(again.steps[0].recipients) == 57 and again.steps[0].retrying == 57
 

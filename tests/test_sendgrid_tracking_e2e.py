@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
 from outreach.workspace import Workspace
@@ -91,5 +92,5 @@ def test_sendgrid_send_events_report_and_follow_up(tmp_path: Path, monkeypatch) 
     assert proxy_only.to in to  # a machine open is not an open
     assert not to & {opener.to, clicker.to, bouncer.to, unsub.to}
     assert len(to) == 57 - 4
-    assert last.steps[0].exclusions["suppressed: bounce"] == 1
-    assert last.steps[0].exclusions["suppressed: unsubscribe"] == 1
+    assert last.steps[0].exclusions[Exclusion(Reason.SUPPRESSED, "bounce")] == 1
+    assert last.steps[0].exclusions[Exclusion(Reason.SUPPRESSED, "unsubscribe")] == 1

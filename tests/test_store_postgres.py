@@ -298,7 +298,9 @@ def test_a_send_whose_connection_is_killed_stops_before_the_next_hand_off(
     ws = copy_example(tmp_path / "ws")
     edit(ws / "campaigns/december.yaml", "  sandbox: false", "  sandbox: false\n  batch_size: 4")
     fake.delay = 0.5  # each request is answered half a second after it arrived
-    proc = _send(ws, fake)
+    # one request at a time, so that "the next hand-off" is well defined (tests/
+    # test_concurrency.py covers crashes with several requests in flight)
+    proc = _send(ws, fake, "--concurrency", "1")
     try:
         assert fake.wait_for_mail(3, timeout=60, proc=proc), "the send never reached the fake"
         assert stores.SERVER[0].terminate("outreach send%") >= 1
@@ -316,8 +318,12 @@ def test_a_send_whose_connection_is_killed_stops_before_the_next_hand_off(
     # the third request was in flight when the connection died: its outcome could not be
     # recorded, so the send stopped there (its rows stay pending, for the next run)
     assert len(fake.mail_requests) == 3
-    pending = {e for e, r in ledger.items() if r["status"] == "pending"}
-    assert pending and pending <= set(received)
+    queued = {b["batch_id"] for b in stores.rows(ws, "batches") if b["status"] == "queued"}
+    handed_off = {
+        e for e, r in ledger.items() if r["status"] == "pending" and r["batch_id"] not in queued
+    }
+    assert handed_off and handed_off <= set(received)  # written ahead (queued) never left
+    assert not {e for e, r in ledger.items() if r["batch_id"] in queued} & set(received)
     # the next run reconciles (what was in flight is unknown) and sends the rest, once
     fake.delay = 0.0
     proc = _send(ws, fake)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger
 from outreach.report import report
 from outreach.send import SendOptions, prepare
@@ -429,15 +430,15 @@ def test_the_next_steps_follow_the_stored_events(webhook, batches, circular_rows
     got = {r.contact.email for r in last.recipients}
     assert got == want and len(got) == 31
     assert {rows[i]["email"] for i in range(24, 30)} <= got  # machine opens are not opens
-    assert last.exclusions["suppressed: bounce"] == 2
-    assert last.exclusions["suppressed: dropped"] == 1
-    assert last.exclusions["suppressed: spamreport"] == 1
-    assert last.exclusions["suppressed: unsubscribe"] == 2
-    assert last.exclusions["suppressed: group_unsubscribe"] == 1
-    assert last.exclusions["opened circular"] == 19
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "bounce")] == 2
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "dropped")] == 1
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "spamreport")] == 1
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "unsubscribe")] == 2
+    assert last.exclusions[Exclusion(Reason.SUPPRESSED, "group_unsubscribe")] == 1
+    assert last.exclusions[Exclusion(Reason.OPENED, step="circular")] == 19
     hrd = by_step["human-rights-day"]
     assert not {r.contact.email for r in hrd.recipients} & set(expected)
-    assert sum(n for k, n in hrd.exclusions.items() if k.startswith("suppressed: ")) == 7
+    assert hrd.excluded(Reason.SUPPRESSED) == 7
 
 
 # ------------------------------------------------------------------------------------------

@@ -431,9 +431,14 @@ class Store:
         return {r[1]: Row(*r) for r in found}
 
     def pending_rows(self, campaign: str, transport: str) -> list[Row]:
-        """Rows a crashed run left ``pending``, whatever their edition."""
+        """Rows a crashed run left ``pending``, whatever their edition. Rows of a batch that was
+        still ``queued`` (written ahead, never handed off) come back with status ``queued``."""
         found = self._all(
-            f"SELECT {self._ROW} FROM sends WHERE campaign = ? AND transport = ? AND status = ?",
+            "SELECT s.send_id, s.contact_id, s.email, "
+            "CASE WHEN b.status = 'queued' THEN 'queued' ELSE s.status END, "
+            "s.batch_id, s.message_id, s.error FROM sends s "
+            "LEFT JOIN batches b ON b.batch_id = s.batch_id "
+            "WHERE s.campaign = ? AND s.transport = ? AND s.status = ?",
             (campaign, transport, SendStatus.PENDING.value),
         )
         return [Row(*r) for r in found]
@@ -461,9 +466,13 @@ class Store:
         rows: Iterable[dict],
         run_id: int,
         provider_batch_id: str | None = None,
+        queued: bool = False,
     ) -> None:
         """Write a batch's rows ``pending`` (new rows, or failed/unknown rows being retried),
-        durably: when this returns, the hand-off may begin."""
+        durably: when this returns, the hand-off may begin.
+
+        ``queued``: the batch is written ahead of its hand-off; :meth:`mark_handed_off` must
+        flip it before its request (until then a crash means "never sent")."""
         ts = now_iso()
         params = [
             (
@@ -501,7 +510,7 @@ class Store:
                     transport,
                     variant,
                     len(params),
-                    BatchStatus.PENDING.value,
+                    (BatchStatus.QUEUED if queued else BatchStatus.PENDING).value,
                     provider_batch_id,
                     run_id,
                     ts,
@@ -518,6 +527,20 @@ class Store:
                     f"batch {batch_id}: {len(params) - n} recipient(s) are already sent or in flight",
                     where=self.where,
                     hint="another process may be sending; run `outreach status` and try again",
+                )
+
+    def mark_handed_off(self, batch_id: str) -> None:
+        """A ``queued`` batch is about to be handed off: from now on a crash leaves its rows
+        ``unknown``, not "never sent". Committed durably before the request goes out."""
+        with self.transaction():
+            cur = self._exec(
+                "UPDATE batches SET status = 'pending', updated_at = ? "
+                "WHERE batch_id = ? AND status = 'queued'",
+                (now_iso(), batch_id),
+            )
+            if cur.rowcount != 1:
+                raise LedgerError(
+                    f"batch {batch_id} is not queued: it cannot be handed off", where=self.where
                 )
 
     def mark_sent(self, batch_id: str, message_ids: dict[str, str] | str | None) -> None:
@@ -591,7 +614,8 @@ class Store:
                         by[status],
                     )
             self._exec(
-                "UPDATE batches SET status = 'reconciled', updated_at = ? WHERE status = 'pending' "
+                "UPDATE batches SET status = 'reconciled', updated_at = ? "
+                "WHERE status IN ('pending', 'queued') "
                 "AND batch_id IN (SELECT DISTINCT batch_id FROM sends WHERE status != 'pending')",
                 (ts,),
             )

@@ -22,9 +22,12 @@ class SendStatus(StrEnum):
 
 
 class BatchStatus(StrEnum):
-    """``batches.status``: the same protocol for one request, plus ``reconciled`` (a crashed
+    """``batches.status``: the same protocol for one request, plus ``queued`` (written ahead of
+    its hand-off by a concurrent run; flipped to ``pending`` just before its request, so a
+    crash leaves a still-queued batch known never to have left) and ``reconciled`` (a crashed
     run's batch whose rows were settled one by one by the next run)."""
 
+    QUEUED = "queued"
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from outreach.exceptions import OutreachError
-from outreach.transports.base import Batch, Delivery, Recipient, Transport
+from outreach.transports.base import Batch, Capability, Delivery, Recipient, Transport
 
 if TYPE_CHECKING:
     from outreach.campaign import Campaign
@@ -13,7 +13,16 @@ if TYPE_CHECKING:
 
 NAMES = ("outbox", "sendgrid")
 
-__all__ = ["NAMES", "Batch", "Delivery", "Recipient", "Transport", "choose", "make_transport"]
+__all__ = [
+    "NAMES",
+    "Batch",
+    "Capability",
+    "Delivery",
+    "Recipient",
+    "Transport",
+    "choose",
+    "make_transport",
+]
 
 
 def choose(workspace: Workspace, requested: str | None) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.header import Header
 from email.utils import formataddr
+from enum import Flag, auto
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -26,7 +29,7 @@ _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"  # RFC 3986 reserved characters, and % (alrea
 if TYPE_CHECKING:
     from outreach.campaign import Campaign, ResolvedStep
     from outreach.contacts import Contact
-    from outreach.ledger import Row
+    from outreach.ledger import Ledger, Row
     from outreach.render import Message, Variant
     from outreach.workspace import Workspace
 
@@ -57,6 +60,9 @@ class Batch:
     test: bool = False
     provider_batch_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    # resends rows whose earlier outcome was unknown or cancelled: never written ahead of its
+    # hand-off, so that a crash or a pause can only leave them unknown again, never "not sent"
+    resends_uncertain: bool = False
 
     @property
     def size(self) -> int:
@@ -71,12 +77,23 @@ class Delivery:
     detail: str = ""
 
 
+class Capability(Flag):
+    """What a transport can do beyond handing batches over; the engine asks, never guesses."""
+
+    NONE = 0
+    WRITES_INDEX = auto()  # writes an index of what it delivered (write_index)
+    SCHEDULES = auto()  # delivers at a per-recipient time up to schedule_ahead (send_at)
+    CANCELS = auto()  # cancels scheduled deliveries (cancel_scheduled)
+    CONCURRENT = auto()  # several hand-offs may be in flight at once (thread-safe deliver)
+
+
 class Transport:
     """Base class. Subclasses set the class attributes and implement ``_deliver``."""
 
     name: ClassVar[str] = "base"
     real: ClassVar[bool] = True  # False: nothing leaves the machine (outbox)
     max_batch: ClassVar[int] = 1
+    capabilities: ClassVar[Capability] = Capability.NONE
     schedule_ahead: ClassVar[timedelta] = timedelta(0)  # how far ahead delivery can be scheduled
 
     def __init__(self, workspace: Workspace, campaign: Campaign) -> None:
@@ -86,6 +103,17 @@ class Transport:
         self.requests = 0
         self.bytes_sent = 0
         self.on_retry: Callable[[str], None] | None = None
+        self.concurrency = 1  # hand-offs in flight at once (CONCURRENT transports only)
+        self._count_lock = threading.Lock()
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def count(self, *, requests: int = 0, nbytes: int = 0) -> None:
+        """Add to the request and byte counters (thread-safe: deliveries may overlap)."""
+        with self._count_lock:
+            self.requests += requests
+            self.bytes_sent += nbytes
 
     # -- batching ------------------------------------------------------------------------
 
@@ -134,6 +162,16 @@ class Transport:
 
     def close(self) -> None:
         """Release connections."""
+
+    # -- optional abilities (see :class:`Capability`) ---------------------------------------
+
+    def write_index(self, ledger: Ledger, step: str) -> Path | None:
+        """WRITES_INDEX: write an index of what was delivered for ``step``; its path."""
+        raise NotImplementedError(f"the {self.name} transport writes no index")
+
+    def cancel_scheduled(self, provider_batch_id: str) -> str:
+        """CANCELS: cancel a scheduled batch; ``cancelled`` or ``already cancelled``."""
+        raise NotImplementedError(f"the {self.name} transport cannot cancel")
 
     def describe(self) -> str:
         return self.name

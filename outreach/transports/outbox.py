@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.ledger import Ledger, Row
-from outreach.transports.base import Batch, Delivery, Recipient, Transport
+from outreach.transports.base import Batch, Capability, Delivery, Recipient, Transport
 from outreach.web.templating import render_document
 
 _SAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -137,6 +137,7 @@ class OutboxTransport(Transport):
     name = "outbox"
     real = False
     max_batch = 100
+    capabilities = Capability.WRITES_INDEX
 
     def step_dir(self, step: str, test: bool = False) -> Path:
         d = self.workspace.outbox_dir / self.campaign.name / str(self.campaign.edition) / step
@@ -150,15 +151,16 @@ class OutboxTransport(Transport):
         folder = self.step_dir(batch.step.id, batch.test)
         folder.mkdir(parents=True, exist_ok=True)
         ids = {}
+        nbytes = 0
         for r in batch.recipients:
             data = self.to_bytes(batch, r)
             path = folder / eml_name(r.to or r.contact.email, r.send_id)
             tmp = path.with_suffix(".eml.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-            self.bytes_sent += len(data)
+            nbytes += len(data)
             ids[r.send_id] = self.message_id(r.send_id)
-        self.requests += 1
+        self.count(requests=1, nbytes=nbytes)
         return Delivery(ids)
 
     def to_bytes(self, batch: Batch, r: Recipient) -> bytes:

@@ -71,7 +71,7 @@ from outreach.exceptions import (
 from outreach.ledger import short_id
 from outreach.render import apply_transforms
 from outreach.sendgrid_api import PERSONALIZATION_WORDS, SendGridAPI
-from outreach.transports.base import Batch, Delivery, Recipient, Transport
+from outreach.transports.base import Batch, Capability, Delivery, Recipient, Transport
 
 if TYPE_CHECKING:
     from outreach.campaign import Campaign
@@ -111,8 +111,9 @@ class _Shape:
     common: str  # the payload's members after "personalizations", as JSON text without braces
     drop: tuple[str, ...]  # markers filled by SendGrid itself (not by substitutions)
     has_unsubscribe_link: bool
-    subs: tuple[tuple[str, bool, str, tuple[str, ...]], ...]  # ('"marker":', html?, key, chain)
-    args_prefix: str  # '"custom_args":{"campaign":…,"step":…,"contact_id":'
+    subs: tuple[tuple[str, bool, str, tuple[str, ...]], ...]  # (marker, html?, key, chain)
+    occurrences: dict[str, int]  # how often each marker appears in ``common``
+    key_format: str  # the short substitution keys of a request: "[[{}]]" unless the text has some
 
 
 def display_name(name: str) -> str:
@@ -128,6 +129,7 @@ class SendGridTransport(Transport):
     name = "sendgrid"
     real = True
     max_batch = MAX_PERSONALIZATIONS
+    capabilities = Capability.SCHEDULES | Capability.CANCELS | Capability.CONCURRENT
     schedule_ahead = SCHEDULE_AHEAD
 
     # the retry policy, timeout and request count live on the API client
@@ -157,6 +159,7 @@ class SendGridTransport(Transport):
         opts = campaign.spec.sendgrid
         self.options = opts
         self.max_batch = min(opts.batch_size, MAX_PERSONALIZATIONS)  # type: ignore[misc]
+        self.concurrency = opts.concurrency
         if opts.sandbox:
             # a sandbox run is recorded apart: it must not count as having sent the step
             self.name = "sendgrid-sandbox"  # type: ignore[misc]
@@ -226,6 +229,8 @@ class SendGridTransport(Transport):
         if test:
             subject = "[TEST] " + subject
         payload: dict[str, Any] = {
+            # the same for every recipient: SendGrid merges these with each personalization's
+            "custom_args": {"campaign": self.campaign.name, "step": step},
             "from": _address(sender.from_email, sender.from_name),
             "reply_to": _address(sender.reply_to, sender.reply_to_name),
             "subject": subject,
@@ -243,16 +248,20 @@ class SendGridTransport(Transport):
             payload["asm"] = {"group_id": int(self.options.unsubscribe_group)}
         if self.options.ip_pool:
             payload["ip_pool_name"] = self.options.ip_pool
+        if self.unsubscribe_mode == "own":
+            sample = self.headers(None, test=True)  # type: ignore[arg-type]
+            shared = {k: v for k, v in sample.items() if k != "List-Unsubscribe"}
+            if shared:  # List-Unsubscribe-Post
+                payload["headers"] = {**payload.get("headers", {}), **shared}
         subs = tuple(
-            (_encode(marker) + ":", html, key, chain)
+            (marker, html, key, chain)
             for marker, html, key, chain in variant._specs
             if marker not in drop
         )
-        args_prefix = (
-            f'"custom_args":{{"campaign":{_encode(self.campaign.name)},"step":{_encode(step)},'
-            '"contact_id":'
-        )
-        shape = _Shape(_dumps(payload)[1:-1], drop, has_link, subs, args_prefix)
+        common = _dumps(payload)[1:-1]
+        occurrences = {spec[0]: common.count(_encode(spec[0])[1:-1]) for spec in subs}
+        tok = next(t for t in ("", "~", "~~", "~~~") if not re.search(rf"\[\[{t}\d", common))
+        shape = _Shape(common, drop, has_link, subs, occurrences, f"[[{tok}{{}}]]")
         self._shapes[key] = shape
         return shape
 
@@ -304,51 +313,92 @@ class SendGridTransport(Transport):
                 p["send_at"] = at
         return p
 
-    def personalization_json(self, r: Recipient, test: bool, shape: _Shape) -> str:
-        """:meth:`personalization` as JSON text, built directly (the hot path of a send).
-
-        ``json.loads`` of it equals the dict from :meth:`personalization` (a test checks it).
-        """
-        contact = r.contact
-        name = "" if r.to else contact.full_name
-        out = ['{"to":[{"email":', _encode(r.to or contact.email)]
-        if name:
-            out += [',"name":', _encode(display_name(name))]
-        out.append("}]")
-        values = r.values
-        items = []
-        escape, special = markupsafe.escape, _HTML_SPECIAL.search
-        for prefix, html, key, chain in shape.subs:
-            v = values[key]
-            if chain or type(v) is not str:
-                v = apply_transforms(v, chain)
-            if html and special(v):
-                v = str(escape(v))
-            items.append(prefix + _encode(v))
-        if items:
-            out += [',"substitutions":{', ",".join(items), "}"]
-        out += [",", shape.args_prefix, _encode(contact.contact_id)]
-        out += [',"send_id":', _encode(r.send_id), "}"]
-        if self.unsubscribe_mode == "own":
-            headers = self.headers(r, test)
-            if headers:
-                out += [',"headers":', _dumps(headers)]
-        if r.send_at is not None:
-            at = int(r.send_at.timestamp())
-            if at > self.clock():
-                out += [',"send_at":', str(at)]
-        out.append("}")
-        return "".join(out)
-
     def payload(self, batch: Batch) -> str:
-        """The request body (JSON text) for a batch."""
+        """The request body (JSON text) for a batch, as small as the messages allow.
+
+        What each recipient receives is exactly :meth:`personalization` applied to the
+        variant (the property tests check it through the fake SendGrid), but the request
+        says it in fewer bytes:
+
+        * markers whose values are the same for every recipient of the request (HTML and
+          text forms of a plain name, a hashtag and its URL-encoded form) share one
+          substitution, under a short key (``[[0]]``, ``[[1]]``…);
+        * the part of a value that every recipient shares (the unsubscribe URL up to the
+          send id's random end) is written once into the content around the key, and a value
+          the same for everyone is written there whole — each only when that makes the
+          request smaller, so a request is never larger than the plain form that
+          :meth:`split` sized;
+        * campaign and step (custom_args) and List-Unsubscribe-Post (a header) are the same
+          for everyone: they travel once, at the top level, where SendGrid merges them into
+          every personalization's own (as django-anymail's merge_headers do).
+        """
         shape = self._shape(batch.variant, batch.step.id, batch.test)
+        recipients = batch.recipients
+        n = len(recipients)
+        escape, special = markupsafe.escape, _HTML_SPECIAL.search
+        groups: dict[tuple[str, ...], list[str]] = {}  # a column of values → its markers
+        for marker, html, key, chain in shape.subs if n else ():
+            column = []
+            for r in recipients:
+                v = r.values[key]
+                if chain or type(v) is not str:
+                    v = apply_transforms(v, chain)
+                if html and special(v):
+                    v = str(escape(v))
+                column.append(v)
+            groups.setdefault(tuple(column), []).append(marker)
+        common = shape.common
+        columns: list[tuple[str, tuple[str, ...], int, int]] = []  # key, values, cuts
+        for column, markers in groups.items():
+            occ = sum(shape.occurrences[m] for m in markers) or 1
+            key = shape.key_format.format(len(columns))
+            first = column[0]
+            if n == 1 or len(set(column)) == 1:
+                if n * (len(key) + len(first) + 6) > occ * len(first):
+                    fill = _encode(first)[1:-1]  # the same for everyone: into the content
+                    for m in markers:
+                        common = common.replace(_encode(m)[1:-1], fill)
+                    continue
+                head = tail = ""
+            else:
+                head, tail = _shared_ends(column) if n > occ else ("", "")
+            fill = _encode(head)[1:-1] + key + _encode(tail)[1:-1]
+            for m in markers:
+                common = common.replace(_encode(m)[1:-1], fill)
+            columns.append((_encode(key) + ":", column, len(head), len(tail)))
+        parts = []
+        own = self.unsubscribe_mode == "own"
         test = batch.test
-        parts = [self.personalization_json(r, test, shape) for r in batch.recipients]
+        now = self.clock()
+        for j, r in enumerate(recipients):
+            contact = r.contact
+            name = "" if r.to else contact.full_name
+            out = ['{"to":[{"email":', _encode(r.to or contact.email)]
+            if name:
+                out += [',"name":', _encode(display_name(name))]
+            out.append("}]")
+            if columns:
+                items = []
+                for key, column, cut, cut_end in columns:
+                    v = column[j]
+                    items.append(key + _encode(v[cut : len(v) - cut_end]))
+                out += [',"substitutions":{', ",".join(items), "}"]
+            out += [',"custom_args":{"contact_id":', _encode(contact.contact_id)]
+            out += [',"send_id":', _encode(r.send_id), "}"]
+            if own:
+                unsubscribe = self.headers(r, test).get("List-Unsubscribe")
+                if unsubscribe:
+                    out += [',"headers":{"List-Unsubscribe":', _encode(unsubscribe), "}"]
+            if r.send_at is not None:
+                at = int(r.send_at.timestamp())
+                if at > now:  # a time already past means "now"
+                    out += [',"send_at":', str(at)]
+            out.append("}")
+            parts.append("".join(out))
         batch_id = (
             f',"batch_id":{_dumps(batch.provider_batch_id)}' if batch.provider_batch_id else ""
         )
-        return '{"personalizations":[' + ",".join(parts) + "]" + batch_id + "," + shape.common + "}"
+        return '{"personalizations":[' + ",".join(parts) + "]" + batch_id + "," + common + "}"
 
     # -- batching -----------------------------------------------------------------------------
 
@@ -618,7 +668,7 @@ class SendGridTransport(Transport):
                 f"batch {short_id(batch.id)} would be {size:,} bytes, over SendGrid's 30 MB",
                 hint="lower sendgrid.batch_size in the campaign file",
             )
-        self.bytes_sent += size
+        self.count(nbytes=size)
         resp = self.api.call(
             "POST",
             "mail/send",
@@ -698,6 +748,24 @@ def _address(email: str, name: str | None) -> dict[str, str]:
     if name:
         out["name"] = display_name(name)
     return out
+
+
+def _shared_ends(values: tuple[str, ...]) -> tuple[str, str]:
+    """The longest prefix and suffix that every value has (not overlapping in any value)."""
+    head = _common_prefix(values)
+    room = min(len(v) for v in values) - len(head)
+    if room <= 0:
+        return head, ""
+    tail = _common_prefix([v[::-1] for v in values])[:room][::-1]
+    return head, tail
+
+
+def _common_prefix(values) -> str:
+    lo, hi = min(values), max(values)  # the prefix all share is the one these two share
+    i, end = 0, min(len(lo), len(hi))
+    while i < end and lo[i] == hi[i]:
+        i += 1
+    return lo[:i]
 
 
 def _nbytes(text: str) -> int:
