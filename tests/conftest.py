@@ -18,6 +18,7 @@ from tests import stores
 from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-secret-key-of-forty-characters-long!"  # OUTREACH_SECRET_KEY of served apps
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
@@ -204,7 +205,8 @@ def signer():
 def serve_app(sent_ws, signer):
     """``serve_app(**settings)`` → a started TestClient of ``outreach serve``'s app on
     ``sent_ws``, its clock fixed at WEBHOOK_NOW and its webhook key the ``signer``'s.
-    ``client=("127.0.0.1", 50000)`` and ``ws=`` are passed on; the rest are ServerSettings."""
+    ``client=("127.0.0.1", 50000)``, ``ws=`` and ``clock=`` are passed on; the rest are
+    ServerSettings (``secret_key`` defaults to :data:`SECRET_KEY`)."""
     from starlette.testclient import TestClient
 
     from outreach.web.app import create_app
@@ -213,13 +215,27 @@ def serve_app(sent_ws, signer):
 
     with contextlib.ExitStack() as stack:
 
-        def make(*, ws=None, client=("testclient", 50000), **settings) -> TestClient:
+        def make(*, ws=None, client=("testclient", 50000), clock=None, **settings) -> TestClient:
             settings.setdefault("public_key", signer.public_b64)
+            settings.setdefault("secret_key", SECRET_KEY)
             settings.setdefault("now", WEBHOOK_NOW)
-            app = create_app(ws or sent_ws, ServerSettings(**settings))
+            app = create_app(ws or sent_ws, ServerSettings(**settings), clock=clock)
             return stack.enter_context(TestClient(app, client=client))
 
         yield make
+
+
+@pytest.fixture
+def fast_argon2(monkeypatch: pytest.MonkeyPatch):
+    """Cheap argon2 parameters for tests that hash many passwords (the production hasher costs
+    64 MiB and a third of a second; ``tests/test_accounts.py`` checks it is the default)."""
+    from argon2 import PasswordHasher
+
+    from outreach import accounts
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(accounts, "HASHER", cheap)
+    return cheap
 
 
 @pytest.fixture
