@@ -738,7 +738,7 @@ def report(ctx, campaign, step, fmt, transport, output, edition, compare, now):
 def _new_password(password_stdin: bool) -> str:
     """The new password: the first line of stdin, or asked twice without echo."""
     if password_stdin:
-        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+        return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 

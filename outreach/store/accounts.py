@@ -238,7 +238,7 @@ class AccountStatements:
         by_email = [
             r[0]
             for r in self._all(
-                "SELECT at FROM login_failures WHERE email = ? AND at >= ? ORDER BY at DESC",
+                "SELECT at FROM login_failures WHERE email = ? AND at > ? ORDER BY at DESC",
                 (email, since),
             )
         ]
@@ -247,7 +247,7 @@ class AccountStatements:
             by_client = [
                 r[0]
                 for r in self._all(
-                    "SELECT at FROM login_failures WHERE client = ? AND at >= ? ORDER BY at DESC",
+                    "SELECT at FROM login_failures WHERE client = ? AND at > ? ORDER BY at DESC",
                     (client, since),
                 )
             ]

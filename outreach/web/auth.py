@@ -57,7 +57,7 @@ from itsdangerous import BadSignature, Signer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outreach import accounts
@@ -73,7 +73,8 @@ LOGIN_COOKIE = "outreach_login"  # the login form's CSRF nonce
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
-HOME = "/"  # where a login lands without a ?next= (the dashboard)
+HOME_ROUTES = ("home", "account")  # where a login lands without ?next=: the dashboard's
+# landing page (the route named "home"), or, without a dashboard, the account page
 MAX_FORM = 64 * 1024  # bytes of a form body
 SECRET_MIN = 32  # characters of OUTREACH_SECRET_KEY
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -99,7 +100,17 @@ def check_secret(secret: str | None) -> str:
     return secret
 
 
-def safe_next(target: str | None) -> str:
+def home(conn: HTTPConnection) -> str:
+    """The path of the staff's landing page (see :data:`HOME_ROUTES`)."""
+    for name in HOME_ROUTES:
+        try:
+            return conn.app.url_path_for(name)
+        except NoMatchFound:
+            continue
+    return "/"
+
+
+def safe_next(request: Request, target: str | None) -> str:
     """Where to go after a login: a path on this site only (never ``//host`` or a URL)."""
     if (
         not target
@@ -107,7 +118,7 @@ def safe_next(target: str | None) -> str:
         or target.startswith(("//", "/\\"))
         or any(c in target for c in "\r\n\\")
     ):
-        return HOME
+        return home(request)
     return target
 
 
@@ -152,6 +163,7 @@ class Gate:
         state.session = None
         state.no_auth = self.no_auth
         state.auth_error = None
+        state.home = home(conn)
         if self.no_auth:
             state.user = self.local
             state.csrf_token = self._local_csrf
@@ -363,7 +375,7 @@ class Login:
                 "title": "Log in",
                 "email": email,
                 "error": error,
-                "next": safe_next(request.query_params.get("next")),
+                "next": safe_next(request, request.query_params.get("next")),
             },
             status=status,
         )
@@ -381,14 +393,15 @@ class Login:
     async def page(self, request: Request) -> Response:
         if request.state.user is not None:
             return RedirectResponse(
-                absolute(request, safe_next(request.query_params.get("next"))), status_code=303
+                absolute(request, safe_next(request, request.query_params.get("next"))),
+                status_code=303,
             )
         return self._form(request)
 
     async def submit(self, request: Request) -> Response:
         sv = self.services
         if self.gate.no_auth:
-            return RedirectResponse(absolute(request, HOME), status_code=303)
+            return RedirectResponse(absolute(request, home(request)), status_code=303)
         fields = await form(request)
         nonce = request.cookies.get(LOGIN_COOKIE)
         token = fields.get(CSRF_FIELD, "")
@@ -401,7 +414,7 @@ class Login:
             )
         email = fields.get("email", "").strip()
         password = fields.get("password", "")
-        nxt = safe_next(fields.get("next"))
+        nxt = safe_next(request, fields.get("next"))
         client = request.client.host if request.client else None
         now = sv.now()
         try:

@@ -198,6 +198,7 @@ def staff_context(request: Request) -> dict[str, Any]:
     return {
         "user": getattr(state, "user", None),
         "no_auth": getattr(state, "no_auth", False),
+        "home_url": getattr(state, "home", "/"),
         "csrf_token": token,
         "csrf_field": csrf_field,
     }
