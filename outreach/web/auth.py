@@ -18,6 +18,8 @@ The interface for route modules (the dashboard, the JSON API)
   ``staff.html``, whose header shows who is logged in and a log-out button (a POST).
 * ``await form(request)``: the urlencoded body as a dict (bounded; read once, cached, and
   already read by ``@requires`` for a POST).
+* A login without ``?next=`` lands on ``/`` when a route serves it (the dashboard), else on
+  ``/account``; the header's "outreach" links there too.
 * ``await services.audit(user, action, target, why)`` records an admin change
   (:class:`~outreach.store.codes.AuditAction`), or ``outreach.accounts.record`` inside a
   ``services.db`` call to record it in the change's own transaction.
@@ -57,7 +59,7 @@ from itsdangerous import BadSignature, Signer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, NoMatchFound, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outreach import accounts
@@ -73,8 +75,8 @@ LOGIN_COOKIE = "outreach_login"  # the login form's CSRF nonce
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
-HOME_ROUTES = ("home", "account")  # where a login lands without ?next=: the dashboard's
-# landing page (the route named "home"), or, without a dashboard, the account page
+HOME = "/"  # where a login lands without ?next=: the dashboard, when a route serves "/"…
+FALLBACK_HOME = "account"  # …else the account page (a service without the dashboard)
 MAX_FORM = 64 * 1024  # bytes of a form body
 SECRET_MIN = 32  # characters of OUTREACH_SECRET_KEY
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -101,13 +103,10 @@ def check_secret(secret: str | None) -> str:
 
 
 def home(conn: HTTPConnection) -> str:
-    """The path of the staff's landing page (see :data:`HOME_ROUTES`)."""
-    for name in HOME_ROUTES:
-        try:
-            return conn.app.url_path_for(name)
-        except NoMatchFound:
-            continue
-    return "/"
+    """The path of the staff's landing page: the dashboard at ``/``, or the account page."""
+    if any(getattr(route, "path", None) == HOME for route in conn.app.routes):
+        return HOME
+    return conn.app.url_path_for(FALLBACK_HOME)
 
 
 def safe_next(request: Request, target: str | None) -> str:
