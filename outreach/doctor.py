@@ -36,6 +36,7 @@ from outreach.content_checks import (
     unsubscribe_ready,
 )
 from outreach.endpoints import endpoint_checks
+from outreach.exclusions import Reason
 from outreach.ledger import Ledger
 from outreach.mailauth import dns_checks
 from outreach.report import choose_transport, step_health
@@ -105,11 +106,13 @@ def doctor(
         else:
             checkup.checks.append(score)
     for sp in plan.steps:
-        if not sp.recipients:
-            checkup.notes.append(
-                f"step {sp.step.id}: nobody to send it to yet (a follow-up of a step not sent "
-                "yet, or an empty audience), so its messages were not checked"
-            )
+        if sp.recipients:
+            continue
+        if sp.excluded(Reason.ALREADY_SENT):
+            why = f"everyone in its audience already has the {campaign.edition} edition's"
+        else:
+            why = "nobody to send it to yet (a follow-up of a step not sent yet, or an empty audience)"
+        checkup.notes.append(f"step {sp.step.id}: {why}, so its messages were not checked")
     if health is None:
         checkup.checks.append(
             ok(

@@ -98,6 +98,23 @@ class Lookup:
         except dns.exception.DNSException as exc:
             raise DnsTrouble(f"DNS lookup of {name} failed ({exc})") from None
 
+    def exists(self, name: str) -> bool:
+        """Whether the name exists at all (NXDOMAIN says it does not; no SOA record there is
+        still an existing name)."""
+        try:
+            self.resolver.resolve(name, "SOA", search=False)
+        except dns.resolver.NXDOMAIN:
+            return False
+        except dns.resolver.NoAnswer:
+            return True
+        except dns.resolver.NoNameservers:
+            raise DnsTrouble(f"the DNS server failed to answer for {name}") from None
+        except dns.exception.Timeout:
+            raise DnsTrouble(f"DNS did not answer in time for {name}") from None
+        except dns.exception.DNSException as exc:
+            raise DnsTrouble(f"DNS lookup of {name} failed ({exc})") from None
+        return True
+
     def txt(self, name: str) -> list[str] | None:
         answer = self._answer(name, "TXT")
         if answer is None:
@@ -445,6 +462,18 @@ def dns_checks(ws: Workspace, from_email: str) -> list[Check]:
     domain = from_email.rsplit("@", 1)[-1].lower().rstrip(".")
     try:
         lk = Lookup(make_resolver(ws))
+        if not lk.exists(domain):
+            return [
+                fail(
+                    "dns.domain",
+                    Area.DNS,
+                    f"DNS of {domain}",
+                    f"{domain} does not exist according to DNS (NXDOMAIN): no receiver can find "
+                    "its SPF, DKIM or DMARC records",
+                    "check the domain of sender.from_email in the campaign file; if it is right, "
+                    "check the DNS server this machine uses (or OUTREACH_DNS_SERVER)",
+                )
+            ]
         dkim = find_dkim(lk, domain)
         dkim_check = _dkim_check(dkim, domain)
         return [

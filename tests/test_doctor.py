@@ -164,8 +164,17 @@ def dns_ws(tmp_path: Path, server: FakeDNS) -> Workspace:
     return Workspace(tmp_path, {"OUTREACH_DNS_SERVER": server.address})
 
 
-def test_dns_missing_records_fail_with_the_record_to_add(tmp_path: Path) -> None:
+def test_a_domain_that_does_not_exist_is_one_failure(tmp_path: Path) -> None:
     with FakeDNS(sendgrid_records()) as server:
+        checks = dns_checks(dns_ws(tmp_path, server), "a@exampel.org")
+    assert [(c.id, c.status) for c in checks] == [("dns.domain", Status.FAIL)]
+    assert "exampel.org does not exist according to DNS (NXDOMAIN)" in checks[0].result
+    assert "sender.from_email" in checks[0].fix
+
+
+def test_dns_missing_records_fail_with_the_record_to_add(tmp_path: Path) -> None:
+    zone = sendgrid_records() | {"example.org": [("TXT", "google-site-verification=abc123")]}
+    with FakeDNS(zone) as server:
         checks = dns_checks(dns_ws(tmp_path, server), "a@example.org")
     assert {c.id: c.status for c in checks} == {
         "dns.spf": Status.FAIL,
@@ -216,7 +225,8 @@ def test_missing_sendgrid_include_is_a_warning_when_dkim_is_sendgrids(tmp_path: 
 def test_dmarc_alignment_of_a_subdomain_sender(tmp_path: Path, adkim: str, status) -> None:
     """news.example.org sends; SendGrid signs for example.org, whose DMARC record applies."""
     zone = good_zone("example.org") | {
-        "_dmarc.example.org": [("TXT", f"v=DMARC1; p=reject; adkim={adkim}")]
+        "_dmarc.example.org": [("TXT", f"v=DMARC1; p=reject; adkim={adkim}")],
+        "news.example.org": [("TXT", "v=spf1 include:sendgrid.net ~all")],
     }
     with FakeDNS(zone) as server:
         checks = dns_checks(dns_ws(tmp_path, server), "a@news.example.org")
