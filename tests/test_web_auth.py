@@ -167,6 +167,17 @@ def test_a_wrong_password(serve_app, staff_accounts, login, sent_ws, caplog) -> 
     assert "not the password" not in caplog.text
 
 
+def test_a_password_typed_as_the_email_is_neither_stored_nor_logged(
+    serve_app, login, sent_ws, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert login(serve_app(), "Tr0ub4dor&3-horse", "Tr0ub4dor&3-horse").status_code == 401
+    [failure] = store_rows(sent_ws, "login_failures")
+    assert failure["email"] == accounts.NOT_AN_ADDRESS
+    assert "Tr0ub4dor" not in caplog.text and "tr0ub4dor" not in caplog.text
+    assert "failed login for (not an address) from testclient" in caplog.text
+
+
 def test_the_two_failure_pages_are_the_same(serve_app, staff_accounts, login) -> None:
     """A known and an unknown account get the same status and words."""
     known = login(serve_app(), staff_accounts["admin"], "not the password")
@@ -208,7 +219,10 @@ def test_a_forged_or_tampered_cookie_is_nobody(staff_client) -> None:
     c = staff_client()
     good = c.cookies[SESSION_COOKIE]
     value, _, signature = good.rpartition(".")
-    for bad in (value, f"{value}x.{signature}", f"{value}.{signature[:-2]}xx", "garbage"):
+    # (a signature's last base64 character carries 2 ignored bits: change one in the middle)
+    other = "A" if signature[10] != "A" else "B"
+    tampered = f"{value}.{signature[:10]}{other}{signature[11:]}"
+    for bad in (value, f"{value}x.{signature}", tampered, f"{value}.", "garbage"):
         c.cookies.clear()
         c.cookies.set(SESSION_COOKIE, bad)
         assert c.get("/api/me").status_code == 401, bad

@@ -143,7 +143,8 @@ class Gate:
             from outreach.suppressions import default_user
 
             self.local = StaffUser(f"local:{default_user()}", StaffRole.ADMIN, "insecure")
-            secret = secrets.token_urlsafe(32)  # cookies never outlive the process
+            # `outreach serve` gives every worker the same one (their CSRF tokens must agree)
+            secret = s.secret_key or secrets.token_urlsafe(32)
         else:
             secret = check_secret(s.secret_key)
         self._sessions = Signer(secret, salt="outreach.session", digest_method=hashlib.sha256)
@@ -256,8 +257,12 @@ def _gate(request: Request) -> Gate:
 
 
 def api_error(status: int, error: str, message: str, **headers: str) -> JSONResponse:
-    """The JSON API's error document: ``{"error": code, "message": words}``."""
-    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+    """The JSON API's error document: ``{"error": code, "message": words}`` (never cached)."""
+    return JSONResponse(
+        {"error": error, "message": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **headers},
+    )
 
 
 def refuse(request: Request, status: int, title: str, message: str, *, api: bool) -> Response:
@@ -419,7 +424,9 @@ class Login:
         try:
             attempt = await sv.db(accounts.begin_login, email, client, now)
         except RateLimited as exc:
-            log.warning("login refused (rate limit) for %r from %s", email[:80], client)
+            log.warning(
+                "login refused (rate limit) for %s from %s", accounts.account_key(email), client
+            )
             response = sv.page(
                 request,
                 "auth/message.html",
@@ -443,7 +450,7 @@ class Login:
         ua = request.headers.get("user-agent")
         new = await sv.db(accounts.finish_login, attempt, check, now, client=client, user_agent=ua)
         if new is None:
-            log.warning("failed login for %r from %s", email[:80], client)
+            log.warning("failed login for %s from %s", attempt.email, client)
             return self._form(request, email=email, error="Wrong email or password.", status=401)
         log.info("login: %s (%s) from %s", new.user.email, new.user.role, client)
         response = RedirectResponse(absolute(request, nxt), status_code=303)
