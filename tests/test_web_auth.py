@@ -574,7 +574,8 @@ def test_api_tokens_good_bad_and_revoked(serve_app, staff_accounts, sent_ws) -> 
     assert r.status_code == 201
     [token] = store_rows(sent_ws, "api_tokens")
     assert token["last_used_at"].startswith("2026-12-02T12:00:00")
-    for bad in (made.token[:-1] + "x", "ot_nothing", "", made.id, made.token + " x"):
+    altered = made.token[:-1] + ("x" if made.token[-1] != "x" else "y")
+    for bad in (altered, "ot_nothing", "", made.id, made.token + " x"):
         r = c.get("/api/me", headers={"Authorization": f"Bearer {bad}"})
         assert r.status_code == 401, bad
     assert c.get("/api/me", headers={"Authorization": f"Basic {made.token}"}).status_code == 401
