@@ -368,7 +368,13 @@ class Login:
         self.gate = gate
 
     def _form(
-        self, request: Request, *, email: str = "", error: str | None = None, status: int = 200
+        self,
+        request: Request,
+        *,
+        email: str = "",
+        error: str | None = None,
+        status: int = 200,
+        next_path: str | None = None,
     ) -> Response:
         nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         request.state.csrf_token = self.gate.login_token(nonce)
@@ -379,7 +385,7 @@ class Login:
                 "title": "Log in",
                 "email": email,
                 "error": error,
-                "next": safe_next(request, request.query_params.get("next")),
+                "next": next_path or safe_next(request, request.query_params.get("next")),
             },
             status=status,
         )
@@ -415,6 +421,7 @@ class Login:
                 request,
                 error="The login form had expired. Please try again.",
                 status=403,
+                next_path=safe_next(request, fields.get("next")),
             )
         email = fields.get("email", "").strip()
         password = fields.get("password", "")
@@ -451,7 +458,9 @@ class Login:
         new = await sv.db(accounts.finish_login, attempt, check, now, client=client, user_agent=ua)
         if new is None:
             log.warning("failed login for %s from %s", attempt.email, client)
-            return self._form(request, email=email, error="Wrong email or password.", status=401)
+            return self._form(
+                request, email=email, error="Wrong email or password.", status=401, next_path=nxt
+            )
         log.info("login: %s (%s) from %s", new.user.email, new.user.role, client)
         response = RedirectResponse(absolute(request, nxt), status_code=303)
         self.gate.set_session_cookie(response, request, new.session_id)
