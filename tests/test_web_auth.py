@@ -153,9 +153,10 @@ def test_a_login_never_leaves_the_site(serve_app, staff_accounts, login, target)
 def test_a_wrong_password(serve_app, staff_accounts, login, sent_ws, caplog) -> None:
     caplog.set_level(logging.INFO)
     c = serve_app()
-    r = login(c, staff_accounts["admin"], "not the password")
+    r = login(c, staff_accounts["admin"], "not the password", next="/audit")
     assert r.status_code == 401
     assert "Wrong email or password." in r.text
+    assert '<input type="hidden" name="next" value="/audit">' in r.text  # kept for the retry
     assert SESSION_COOKIE not in cookies(r)
     assert c.get("/account", follow_redirects=False).status_code == 303
     # an account that does not exist gets the same answer (see the next test)
