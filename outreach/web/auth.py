@@ -152,6 +152,7 @@ class Gate:
         self._local_csrf = hmac.new(secret.encode(), b"insecure-no-auth csrf", "sha256").hexdigest()
         self.idle = accounts.SESSION_IDLE
         self.maximum = accounts.SESSION_MAX
+        self._home: str | None = None
 
     # -- who is asking ------------------------------------------------------------------------
 
@@ -163,7 +164,9 @@ class Gate:
         state.session = None
         state.no_auth = self.no_auth
         state.auth_error = None
-        state.home = home(conn)
+        if self._home is None:  # the routes are fixed once the app runs
+            self._home = home(conn)
+        state.home = self._home
         if self.no_auth:
             state.user = self.local
             state.csrf_token = self._local_csrf
@@ -241,7 +244,12 @@ class Identify:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.services.gate is not None:
+        # the stylesheet is public and sent with every page: no store call for it
+        if (
+            scope["type"] == "http"
+            and self.services.gate is not None
+            and not scope["path"].startswith("/static/")
+        ):
             await self.services.gate.identify(HTTPConnection(scope))
         await self.app(scope, receive, send)
 
