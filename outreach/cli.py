@@ -519,6 +519,13 @@ def serve_options(f):
             is_flag=True,
             help="Accept unsigned events (local tests only; warns on every request).",
         ),
+        click.option(
+            "--insecure-no-auth",
+            "no_auth",
+            is_flag=True,
+            help="Serve the staff dashboard and API without a login, everyone an admin (local "
+            "use only; warns loudly). Otherwise OUTREACH_SECRET_KEY must be set.",
+        ),
         now_option,
     ]
     for option in reversed(options):
@@ -531,11 +538,13 @@ def serve_options(f):
 @click.pass_context
 def serve(ctx, now, **options):
     """Run the web service: SendGrid's signed Event Webhook (POST /events), the one-click
-    unsubscribe links (/u/<id>) and GET /healthz (which also checks the database).
+    unsubscribe links (/u/<id>), GET /healthz (which also checks the database), and behind a
+    staff login (/login; accounts: `outreach users`) the dashboard and the JSON API (/api/).
 
-    Needs SENDGRID_WEBHOOK_PUBLIC_KEY (environment or .env). Events are answered 2xx only once
-    they are stored; forged, replayed, malformed and oversized requests are rejected and counted
-    in the log. Behind Caddy or nginx, pass --proxy-headers.
+    Needs SENDGRID_WEBHOOK_PUBLIC_KEY and OUTREACH_SECRET_KEY (environment or .env). Events are
+    answered 2xx only once they are stored; forged, replayed, malformed and oversized requests
+    are rejected and counted in the log. Behind Caddy or nginx, pass --proxy-headers.
+    Deployment: docs/deploy.md.
     """
     from outreach.web.serve import ServeOptions
     from outreach.web.serve import serve as run_serve
@@ -720,6 +729,175 @@ def report(ctx, campaign, step, fmt, transport, output, edition, compare, now):
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")
+
+
+# ------------------------------------------------------------------------------------------
+# users (staff accounts of `outreach serve`)
+
+
+def _new_password(password_stdin: bool) -> str:
+    """The new password: the first line of stdin, or asked twice without echo."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def by_option(f):
+    return click.option(
+        "--by", metavar="WHO", help="Who is making the change (audit log). Default: the OS user."
+    )(f)
+
+
+def why_option(f):
+    return click.option("--reason", "why", metavar="TEXT", help="Why (recorded in the audit log).")(
+        f
+    )
+
+
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
+
+
+@main.group()
+def users():
+    """Staff accounts for the dashboard and the JSON API of `outreach serve`.
+
+    viewers read; admins also change suppressions. Passwords are stored as argon2 hashes,
+    API tokens as SHA-256 digests; every change is in the audit log (`outreach audit`).
+    """
+
+
+@users.command("add")
+@click.argument("email")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "admin"]),
+    required=True,
+    help="viewer: reads the dashboard and the API; admin: also changes suppressions.",
+)
+@password_stdin_option
+@by_option
+@why_option
+@click.pass_context
+def users_add(ctx, email, role, password_stdin, by, why):
+    """Create an account for EMAIL (the password is asked for, or read with --password-stdin)."""
+    from outreach.accounts import add_user
+    from outreach.suppressions import default_user
+
+    ws = _workspace(ctx)
+    key = add_user(ws, email, role, _new_password(password_stdin), by=by or default_user(), why=why)
+    click.echo(f"added {key} ({role})")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def users_list(ctx, as_json):
+    """List the accounts: role, last login, open sessions, live API token ids."""
+    from dataclasses import asdict
+
+    from outreach.accounts import accounts
+
+    found = accounts(_workspace(ctx))
+    if as_json:
+        click.echo(json.dumps([asdict(a) for a in found], indent=2))
+        return
+    if not found:
+        click.echo("no accounts yet: outreach users add EMAIL --role admin")
+        return
+    for a in found:
+        tokens = ", ".join(a.tokens) or "none"
+        click.echo(
+            f"{a.email}  {a.role}  last login {a.last_login_at or 'never'}  "
+            f"sessions {a.sessions}  tokens {tokens}"
+        )
+
+
+@users.command("remove")
+@click.argument("email")
+@by_option
+@why_option
+@click.pass_context
+def users_remove(ctx, email, by, why):
+    """Delete EMAIL's account: its sessions end and its API tokens stop working at once."""
+    from outreach.accounts import remove_user
+    from outreach.suppressions import default_user
+
+    remove_user(_workspace(ctx), email, by=by or default_user(), why=why)
+    click.echo(f"removed {email.strip().lower()}")
+
+
+@users.command("set-password")
+@click.argument("email")
+@password_stdin_option
+@by_option
+@why_option
+@click.pass_context
+def users_set_password(ctx, email, password_stdin, by, why):
+    """Give EMAIL a new password (asked for, or read with --password-stdin); logs it out everywhere."""
+    from outreach.accounts import set_password
+    from outreach.suppressions import default_user
+
+    ws = _workspace(ctx)
+    set_password(ws, email, _new_password(password_stdin), by=by or default_user(), why=why)
+    click.echo(f"new password set for {email.strip().lower()}; its sessions have ended")
+
+
+@users.command("token")
+@click.argument("email")
+@click.option("--label", metavar="TEXT", help="What the token is for (shown in the audit log).")
+@by_option
+@click.pass_context
+def users_token(ctx, email, label, by):
+    """Make an API token for EMAIL (sent as `Authorization: Bearer TOKEN`; it acts with the
+    account's role). It is printed once: only its digest is stored."""
+    from outreach.accounts import new_token
+    from outreach.suppressions import default_user
+
+    made = new_token(_workspace(ctx), email, by=by or default_user(), label=label)
+    click.echo(made.token)
+    click.echo(
+        f"token {made.id} for {email.strip().lower()}: shown once; revoke with "
+        f"`outreach users revoke-token {made.id}`",
+        err=True,
+    )
+
+
+@users.command("revoke-token")
+@click.argument("token_id", metavar="ID")
+@by_option
+@why_option
+@click.pass_context
+def users_revoke_token(ctx, token_id, by, why):
+    """Revoke an API token by its ID (`outreach users list` shows them)."""
+    from outreach.accounts import revoke_token
+    from outreach.suppressions import default_user
+
+    revoke_token(_workspace(ctx), token_id, by=by or default_user(), why=why)
+    click.echo(f"revoked token {token_id}")
+
+
+@main.command()
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many entries."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def audit(ctx, limit, as_json):
+    """The audit log of admin changes (accounts, tokens, suppressions changed from the
+    dashboard or the API): when, who, what, why, and from where. Newest first."""
+    from outreach.accounts import audit_log
+
+    entries = audit_log(_workspace(ctx), limit)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        why = f" — {e['why']}" if e["why"] else ""
+        click.echo(f"{e['at']}  {e['who']} ({e['via']})  {e['action']} {e['target'] or ''}{why}")
 
 
 # ------------------------------------------------------------------------------------------

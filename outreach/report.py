@@ -371,17 +371,40 @@ def report(
     """Build the report of one edition of ``campaign`` (optionally one ``step``) from the
     ledger. The default edition is the latest one with sends, up to the current one."""
     now = now or datetime.now(UTC)
+    c = campaign_for(ws, campaign, step, edition, now)
+    with Ledger.open(ws.db_url(), ws.root) as ledger:
+        c, tname, data = read(ledger, c, step, transport=transport, latest=edition is None, now=now)
+    return build(c, data, tname, step, now=now)
+
+
+def campaign_for(
+    ws: Workspace, campaign: str, step: str | None, edition: int | None, now: datetime
+) -> Campaign:
+    """The campaign a report is about, checked: the file loads, the step exists."""
     c = load_campaign(ws.root, campaign, edition=edition, now=now)
     if step is not None:
         c.step(step)  # raises with the list of steps
-    with Ledger.open(ws.db_url(), ws.root) as ledger:
-        ledger.date_old_rows(c)
-        if edition is None:
-            c = c.for_edition(latest_edition(ledger, c, now))
-        tname = choose_transport(ledger, c.name, c.edition, transport)
-        window = (c.edition_end(c.edition - 1), c.edition_end(c.edition))
-        data = load(ledger, c.name, c.edition, tname, step, window)
-    return build(c, data, tname, step, now=now)
+    return c
+
+
+def read(
+    ledger: Ledger,
+    c: Campaign,
+    step: str | None,
+    *,
+    transport: str | None,
+    latest: bool,
+    now: datetime,
+) -> tuple[Campaign, str | None, Loaded]:
+    """What :func:`build` needs from the store (``latest``: the latest edition with sends
+    rather than ``c``'s). The part of a report that holds the store: the web service runs
+    it through its connection, then builds the report apart."""
+    ledger.date_old_rows(c)
+    if latest:
+        c = c.for_edition(latest_edition(ledger, c, now))
+    tname = choose_transport(ledger, c.name, c.edition, transport)
+    window = (c.edition_end(c.edition - 1), c.edition_end(c.edition))
+    return c, tname, load(ledger, c.name, c.edition, tname, step, window)
 
 
 def latest_edition(ledger: Ledger, c: Campaign, now: datetime) -> int:

@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 
 from outreach.exceptions import WorkspaceError
 
-SECRET_NAMES = ("SENDGRID_API_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY")
+SECRET_NAMES = ("SENDGRID_API_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY", "OUTREACH_SECRET_KEY")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from tests import stores
 from tests.dates import CIRCULAR_DUE
 
 REPO = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-secret-key-of-forty-characters-long!"  # OUTREACH_SECRET_KEY of served apps
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
@@ -204,7 +205,8 @@ def signer():
 def serve_app(sent_ws, signer):
     """``serve_app(**settings)`` → a started TestClient of ``outreach serve``'s app on
     ``sent_ws``, its clock fixed at WEBHOOK_NOW and its webhook key the ``signer``'s.
-    ``client=("127.0.0.1", 50000)`` and ``ws=`` are passed on; the rest are ServerSettings."""
+    ``client=("127.0.0.1", 50000)``, ``ws=``, ``clock=`` and ``base_url=`` are passed on; the
+    rest are ServerSettings (``secret_key`` defaults to :data:`SECRET_KEY`)."""
     from starlette.testclient import TestClient
 
     from outreach.web.app import create_app
@@ -213,13 +215,80 @@ def serve_app(sent_ws, signer):
 
     with contextlib.ExitStack() as stack:
 
-        def make(*, ws=None, client=("testclient", 50000), **settings) -> TestClient:
+        def make(
+            *, ws=None, client=("testclient", 50000), clock=None, base_url=None, **settings
+        ) -> TestClient:
             settings.setdefault("public_key", signer.public_b64)
+            settings.setdefault("secret_key", SECRET_KEY)
             settings.setdefault("now", WEBHOOK_NOW)
-            app = create_app(ws or sent_ws, ServerSettings(**settings))
-            return stack.enter_context(TestClient(app, client=client))
+            app = create_app(ws or sent_ws, ServerSettings(**settings), clock=clock)
+            extra = {"base_url": base_url} if base_url else {}
+            return stack.enter_context(TestClient(app, client=client, **extra))
 
         yield make
+
+
+@pytest.fixture
+def fast_argon2(monkeypatch: pytest.MonkeyPatch):
+    """Cheap argon2 parameters for tests that hash many passwords (the production hasher costs
+    64 MiB and a third of a second; ``tests/test_accounts.py`` checks it is the default)."""
+    from argon2 import PasswordHasher
+
+    from outreach import accounts
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(accounts, "HASHER", cheap)
+    return cheap
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+STAFF = {"admin": "admin@example.org", "viewer": "viewer@example.org"}
+
+
+@pytest.fixture
+def staff_accounts(sent_ws, fast_argon2) -> dict[str, str]:
+    """Two accounts in ``sent_ws``: {role: email} (``admin@example.org``, ``viewer@example.org``),
+    both with the password :data:`STAFF_PASSWORD`."""
+    from outreach.accounts import add_user
+
+    for role, email in STAFF.items():
+        add_user(sent_ws, email, role, STAFF_PASSWORD, by="tests")
+    return dict(STAFF)
+
+
+@pytest.fixture
+def login():
+    """``login(client, email, password=STAFF_PASSWORD, next=None, headers=None)``: fill in and
+    POST the login form like a browser (GET /login first, for its CSRF token); returns the
+    POST's response, not followed."""
+    import re
+
+    def run(client, email, password=STAFF_PASSWORD, *, next=None, headers=None):
+        client.cookies.delete("outreach_session")  # as a browser without a session would
+        page = client.get("/login", headers=headers)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        form = {"email": email, "password": password, "csrf_token": token.group(1)}
+        if next is not None:
+            form["next"] = next
+        return client.post("/login", data=form, headers=headers, follow_redirects=False)
+
+    return run
+
+
+@pytest.fixture
+def staff_client(serve_app, staff_accounts, login):
+    """``staff_client(role="viewer", **serve_app options)`` → a started TestClient logged in as
+    that role's account; ``client.csrf`` is its session's CSRF token (for POSTs)."""
+
+    def make(role: str = "viewer", **options):
+        client = serve_app(**options)
+        r = login(client, staff_accounts[role])
+        assert r.status_code == 303, r.text
+        client.csrf = client.get("/api/me").json()["csrf_token"]
+        return client
+
+    return make
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from outreach.sendgrid_account import account_checks
 from outreach.web.app import create_app
 from outreach.web.services import ServerSettings
 from outreach.workspace import Workspace
+from tests.conftest import SECRET_KEY
 from tests.dates import CIRCULAR_DUE
 from tests.dns_fake import FakeDNS, broken_zone, good_zone, sendgrid_records
 from tests.https_support import broken_app, serve_https
@@ -72,7 +73,7 @@ def world(
     signer = Signer.new()
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_b64)
     ws = Workspace.open(root)
-    app = create_app(ws, ServerSettings(public_key=signer.public_b64))
+    app = create_app(ws, ServerSettings(public_key=signer.public_b64, secret_key=SECRET_KEY))
     with (
         serve_https(app, ca, tmp_path) as origin,
         FakeDNS(good_zone(DOMAIN)) as dns,
@@ -366,7 +367,9 @@ def campaign_at(root: Path, origin: str):
 def test_endpoints_of_the_real_server_pass(tmp_path: Path, ca: trustme.CA) -> None:
     root = copy_fixture(tmp_path / "ws")
     ws = Workspace.open(root)
-    with serve_https(create_app(ws, ServerSettings(insecure=True)), ca, tmp_path) as o:
+    with serve_https(
+        create_app(ws, ServerSettings(insecure=True, secret_key=SECRET_KEY)), ca, tmp_path
+    ) as o:
         checks = endpoint_checks(campaign_at(root, o))
     assert [(c.id, c.status) for c in checks] == [
         ("endpoints.unsubscribe", Status.OK),

@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 from outreach.web.app import SECURITY_HEADERS, create_app
 from outreach.web.serve import WORKER_ENV, ServeOptions, settings_for, worker_app
 from outreach.web.services import ServerSettings
+from tests.conftest import SECRET_KEY
 
 PROXY = ("127.0.0.1", 40000)  # where Caddy or nginx connects from
 HTTPS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
@@ -19,7 +20,7 @@ HTTPS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
 
 def test_the_route_table(sent_ws, signer) -> None:
     """Every route the app serves; a new one must come with its tests (and this line)."""
-    app = create_app(sent_ws, ServerSettings(public_key=signer.public_b64))
+    app = create_app(sent_ws, ServerSettings(public_key=signer.public_b64, secret_key=SECRET_KEY))
     table = {
         (r.path, tuple(sorted(r.methods or ())) if isinstance(r, Route) else "mount")
         for r in app.routes
@@ -30,6 +31,18 @@ def test_the_route_table(sent_ws, signer) -> None:
         ("/static", "mount"),
         ("/events", ("POST",)),
         ("/u/{token}", ("GET", "HEAD", "POST")),
+        ("/login", ("GET", "HEAD")),
+        ("/login", ("POST",)),
+        ("/logout", ("POST",)),
+        ("/account", ("GET", "HEAD")),
+        ("/audit", ("GET", "HEAD")),
+        ("/api/me", ("GET", "HEAD")),
+        ("/api/campaigns", ("GET", "HEAD")),
+        ("/api/campaigns/{campaign}/report", ("GET", "HEAD")),
+        ("/api/suppressions", ("GET", "HEAD")),
+        ("/api/suppressions", ("POST",)),
+        ("/api/suppressions/{email}", ("DELETE",)),
+        ("/api/audit", ("GET", "HEAD")),
     }
 
 
@@ -151,12 +164,19 @@ def test_a_worker_builds_its_app_from_the_environment(sent_ws, signer, monkeypat
     from tests.dates import WEBHOOK_NOW
 
     settings = ServerSettings(
-        public_key=signer.public_b64, max_age=30, proxy_headers=True, now=WEBHOOK_NOW
+        public_key=signer.public_b64,
+        secret_key=SECRET_KEY,
+        max_age=30,
+        proxy_headers=True,
+        now=WEBHOOK_NOW,
     )
     shared = settings.shared()
-    assert "public_key" not in shared  # the key is read again by the worker, never passed
+    # the secrets are read again by the worker, never passed
+    assert "public_key" not in shared and "secret_key" not in shared
+    assert SECRET_KEY not in json.dumps(shared)
     monkeypatch.setenv(WORKER_ENV, json.dumps({"root": str(sent_ws.root), "settings": shared}))
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_b64)
+    monkeypatch.setenv("OUTREACH_SECRET_KEY", SECRET_KEY)
     app = worker_app()
     assert app.state.services.settings == settings
     with TestClient(app) as client:
@@ -206,6 +226,7 @@ def test_serve_help_documents_every_option(cli, sent_ws) -> None:
         "--max-age",
         "--max-body",
         "--insecure-no-verify",
+        "--insecure-no-auth",
     ):
         assert option in res.output
     assert "--now" not in res.output  # for tests only

@@ -20,6 +20,7 @@ from outreach.web.app import create_app
 from outreach.web.services import ServerSettings
 from outreach.web.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests import stores
+from tests.conftest import SECRET_KEY
 from tests.dates import LAST_CALL_DUE, WEBHOOK_NOW, webhook_now
 from tests.tracking_support import EVENTS_T0, Signer, body, circular_batches
 
@@ -181,7 +182,11 @@ def test_an_injected_clock_is_read_per_request(sent_ws, signer, batches) -> None
     from starlette.testclient import TestClient
 
     now = [WEBHOOK_NOW]
-    app = create_app(sent_ws, ServerSettings(public_key=signer.public_b64), clock=lambda: now[0])
+    app = create_app(
+        sent_ws,
+        ServerSettings(public_key=signer.public_b64, secret_key=SECRET_KEY),
+        clock=lambda: now[0],
+    )
     data = body(batches[2])
     headers = signer.headers(data, WEBHOOK_NOW)
     with TestClient(app) as client:
@@ -259,7 +264,10 @@ def _asgi_post(app, chunks: list[bytes], headers: dict[str, str]) -> int:
 
 
 def test_a_client_that_hangs_up_mid_body_is_refused(sent_ws, signer, batches, caplog) -> None:
-    app = create_app(sent_ws, ServerSettings(public_key=signer.public_b64, now=WEBHOOK_NOW))
+    app = create_app(
+        sent_ws,
+        ServerSettings(public_key=signer.public_b64, secret_key=SECRET_KEY, now=WEBHOOK_NOW),
+    )
     services = app.state.services
     services.open()  # what the lifespan does
     try:
@@ -491,7 +499,7 @@ def test_rejections_are_counted_per_reason_and_totals_logged_at_shutdown(
     from starlette.testclient import TestClient
 
     caplog.set_level(logging.INFO, "outreach.server")
-    settings = ServerSettings(public_key=signer.public_b64, now=WEBHOOK_NOW)
+    settings = ServerSettings(public_key=signer.public_b64, secret_key=SECRET_KEY, now=WEBHOOK_NOW)
     with TestClient(create_app(sent_ws, settings)) as client:
         ok = body(batches[2])
         client.post("/events", content=ok, headers=signer.headers(ok))

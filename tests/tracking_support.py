@@ -116,6 +116,7 @@ def run_server(
         args = (*args, "--now", datetime.fromtimestamp(now, UTC).isoformat())
     log_path = root / f"serve-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDGRID_")}
+    env.setdefault("OUTREACH_SECRET_KEY", "test-secret-key-of-a-real-server-process")
     env.update(env_extra)
     env["PYTHONUNBUFFERED"] = "1"
     with open(log_path, "wb") as log:

@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from outreach.exceptions import LedgerError, Location
+from outreach.store.accounts import AccountStatements
 from outreach.store.codes import BatchStatus, SendStatus, SuppressionAction
 from outreach.store.ids import iso, now_iso
 from outreach.store.url import StoreURL
@@ -61,10 +62,24 @@ def set_application(name: str) -> None:
     _APPLICATION[0] = name
 
 
-# the tables, in an order that `db copy` can fill (no foreign keys, but runs come first)
-TABLES = ("runs", "batches", "sends", "test_sends", "events", "suppressions", "suppression_log")
+# the tables, in an order that `db copy` can fill (no foreign keys, but runs come first);
+# staff sessions and failed logins are not copied (they are short-lived: people log in again)
+TABLES = (
+    "runs",
+    "batches",
+    "sends",
+    "test_sends",
+    "events",
+    "suppressions",
+    "suppression_log",
+    "users",
+    "api_tokens",
+    "audit_log",
+)
+# tables that `db copy` leaves behind but tests and `db status` may read
+TRANSIENT_TABLES = ("sessions", "login_failures")
 # tables whose integer id comes from the database (their sequence follows a copy)
-SERIAL_TABLES = ("runs", "test_sends", "events", "suppression_log")
+SERIAL_TABLES = ("runs", "test_sends", "events", "suppression_log", "users", "audit_log")
 
 EVENT_COLUMNS = (
     "sg_event_id",
@@ -161,7 +176,7 @@ class StoreConflict(LedgerError):
     :meth:`Store.atomic` runs the work again."""
 
 
-class Store:
+class Store(AccountStatements):
     """One workspace's ledger and event store. Open with :meth:`open`; use as a context
     manager (closing releases the send lock)."""
 
@@ -1058,9 +1073,14 @@ _ORDER = {
     "events": "id",
     "suppressions": "email",
     "suppression_log": "id",
+    "users": "id",
+    "api_tokens": "created_at, id",
+    "audit_log": "id",
+    "sessions": "created_at, id",
+    "login_failures": "id",
 }
 
 
 def _check_table(table: str) -> None:
-    if table not in TABLES:
+    if table not in TABLES and table not in TRANSIENT_TABLES:
         raise ValueError(f"no table {table!r}")

@@ -64,5 +64,32 @@ class SuppressionAction(StrEnum):
     REMOVE = "remove"
 
 
+class StaffRole(StrEnum):
+    """``users.role``: what a staff account may do in ``outreach serve``."""
+
+    VIEWER = "viewer"  # reads the dashboard, the reports and the API
+    ADMIN = "admin"  # also changes suppressions
+
+
+class AuditAction(StrEnum):
+    """``audit_log.action``: the kinds of admin change recorded with who, when and why."""
+
+    USER_ADD = "user_add"
+    USER_REMOVE = "user_remove"
+    PASSWORD_SET = "password_set"
+    TOKEN_CREATE = "token_create"
+    TOKEN_REVOKE = "token_revoke"
+    SUPPRESSION_ADD = "suppression_add"
+    SUPPRESSION_REMOVE = "suppression_remove"
+
+
+class AuditVia(StrEnum):
+    """``audit_log.via``: where an admin change was made."""
+
+    CLI = "cli"  # an `outreach` command on a machine with the store's credentials
+    WEB = "web"  # a dashboard form (session and CSRF token)
+    API = "api"  # the JSON API (session and CSRF token, or a bearer token)
+
+
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     return tuple(m.value for m in enum)

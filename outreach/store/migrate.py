@@ -16,7 +16,7 @@ from outreach.exceptions import LedgerError
 if TYPE_CHECKING:
     from outreach.store.base import Store
 
-HEAD = "0006"  # the newest revision in migrations/versions (tests/test_store.py checks it)
+HEAD = "0007"  # the newest revision in migrations/versions (tests/test_store.py checks it)
 SCHEMA_VERSION = int(HEAD)
 LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 MIGRATIONS = Path(__file__).parent / "migrations"

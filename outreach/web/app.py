@@ -4,7 +4,8 @@ Each module in :data:`ROUTE_MODULES` exposes ``routes(services) -> list[BaseRout
 the store only through :class:`~outreach.web.services.Services` (the staff dashboard, the JSON
 API and the recipients' preference pages are added the same way). This module owns what every
 route shares: ``/healthz``, the stylesheet under ``/static``, security headers, the trusted-proxy
-handling, and the lifespan that opens and closes the worker's own store connection.
+handling, who is asking (:class:`outreach.web.auth.Identify`: the staff login), and the lifespan
+that opens and closes the worker's own store connection.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,13 +28,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from outreach.exceptions import LedgerError
 from outreach.ledger import Ledger
-from outreach.web import unsubscribe, webhook
+from outreach.web import api, auth, unsubscribe, webhook
 from outreach.web.services import ServerSettings, Services
 from outreach.workspace import Workspace
 
 log = logging.getLogger("outreach.server")
 
-ROUTE_MODULES = (webhook, unsubscribe)
+ROUTE_MODULES = (webhook, unsubscribe, auth, api)
 
 # Pages carry secrets in their URL (an unsubscribe token): never send it on as a Referer.
 SECURITY_HEADERS = {
@@ -99,12 +101,33 @@ def create_app(
             # logged on shutdown (uvicorn re-raises SIGTERM/SIGINT after this, ending the process)
             log.info("worker %d stopped: %s", os.getpid(), services.stats.summary())
 
-    middleware = [Middleware(SecurityHeaders)]
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """404, 405…: JSON under /api/ (docs/api.md), plain text elsewhere."""
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {
+                    "error": "not-found" if exc.status_code == 404 else "http-error",
+                    "message": exc.detail,
+                },
+                status_code=exc.status_code,
+                headers=headers,
+            )
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)
+
+    # outermost first; Identify runs last, so it sees the proxy's scheme and client address
+    middleware = [Middleware(SecurityHeaders), Middleware(auth.Identify, services=services)]
     if settings.proxy_headers:
         # outermost: the scheme and client address are the proxy's word before anything runs
         middleware.insert(
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
         )
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.services = services
     return app

@@ -49,6 +49,7 @@ class ServeOptions:
     max_age: int = DEFAULT_MAX_AGE
     max_body: int = DEFAULT_MAX_BODY
     insecure: bool = False
+    no_auth: bool = False  # --insecure-no-auth: staff pages without a login (local use only)
     now: float | None = None  # a fixed clock, in Unix seconds (tests)
 
 
@@ -63,7 +64,9 @@ def settings_for(ws: Workspace, options: ServeOptions) -> ServerSettings:
         raise ConfigError("--workers must be at least 1")
     return ServerSettings(
         public_key=ws.setting("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        secret_key=ws.setting("OUTREACH_SECRET_KEY"),
         insecure=options.insecure,
+        no_auth=options.no_auth,
         max_age=options.max_age,
         max_body=options.max_body,
         unsubscribe_prefixes=unsubscribe_prefixes(ws),
@@ -87,15 +90,18 @@ def serve(ws: Workspace, options: ServeOptions) -> None:
         log.warning("SIGNATURE VERIFICATION IS OFF (--insecure-no-verify): anyone who can reach")
         log.warning("this port can write events and suppress addresses. Local tests only.")
         log.warning(banner)
+    if settings.no_auth:
+        warn_no_auth(options.host)
     log.info(
         "outreach serve on http://%s:%d — POST /events (%s, timestamps ±%d s, max %d bytes); "
-        "unsubscribe at %s; GET /healthz; %d worker(s); %s; ledger %s",
+        "unsubscribe at %s; GET /healthz; staff pages and /api/ %s; %d worker(s); %s; ledger %s",
         options.host,
         options.port,
         "signature verification OFF" if settings.insecure else "signed",
         settings.max_age,
         settings.max_body,
         ", ".join(p + "/<send_id>" for p in settings.unsubscribe_prefixes),
+        "WITHOUT A LOGIN" if settings.no_auth else "behind a login",
         options.workers,
         f"proxy headers trusted from {settings.forwarded_allow_ips}"
         if settings.proxy_headers
@@ -133,7 +139,9 @@ def worker_app() -> Starlette:
     data = json.loads(os.environ[WORKER_ENV])
     ws = Workspace.open(data["root"])
     settings = ServerSettings.from_shared(
-        data["settings"], ws.setting("SENDGRID_WEBHOOK_PUBLIC_KEY")
+        data["settings"],
+        ws.setting("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        ws.setting("OUTREACH_SECRET_KEY"),
     )
     log.info("worker %d started", os.getpid())
     return create_app(ws, settings)
@@ -154,6 +162,23 @@ class Supervisor(Multiprocess):
         self.terminate_all()
         self.join_all()
         log.info("stopped parent process %d", os.getpid())
+
+
+NO_AUTH_WARNING = (
+    "STAFF LOGIN IS OFF (--insecure-no-auth): whoever can reach {where} is an admin",
+    "of the dashboard and the API (reports, contacts, suppressions). Local use only;",
+    "never behind a proxy or on a public address.",
+)
+
+
+def warn_no_auth(host: str) -> None:
+    """The loud warning of ``--insecure-no-auth`` (logged to stderr at start)."""
+    where = host + (" (every address of this machine)" if host in ("0.0.0.0", "::") else "")
+    banner = "!" * 78
+    log.warning(banner)
+    for line in NO_AUTH_WARNING:
+        log.warning(line.format(where=where))
+    log.warning(banner)
 
 
 def setup_logging() -> None:

@@ -14,16 +14,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.templating import Jinja2Templates
 
 from outreach.ledger import Ledger
+from outreach.store.codes import AuditAction, AuditVia
 from outreach.web.templating import environment
 from outreach.workspace import Workspace
+
+if TYPE_CHECKING:
+    from outreach.accounts import StaffUser
+    from outreach.web.auth import Gate
 
 log = logging.getLogger("outreach.server")
 
@@ -33,13 +40,18 @@ DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"
 
 T = TypeVar("T")
 
+SECRET_SETTINGS = ("public_key", "secret_key")  # read again by each worker, never passed on
+CSRF_FIELD = "csrf_token"  # the form field (and X-CSRF-Token header) of the CSRF token
+
 
 @dataclass
 class ServerSettings:
     """How the app behaves. Everything but the key travels to worker processes as JSON."""
 
     public_key: str | None = None  # SENDGRID_WEBHOOK_PUBLIC_KEY (re-read by each worker)
+    secret_key: str | None = None  # OUTREACH_SECRET_KEY: signs staff cookies (re-read too)
     insecure: bool = False  # accept unsigned webhook requests (local tests only)
+    no_auth: bool = False  # --insecure-no-auth: staff pages without a login (local use only)
     max_age: int = DEFAULT_MAX_AGE  # seconds a signed timestamp may be from now
     max_body: int = DEFAULT_MAX_BODY  # bytes of webhook body
     unsubscribe_prefixes: tuple[str, ...] = ("/u",)
@@ -48,13 +60,16 @@ class ServerSettings:
     now: float | None = None  # a fixed clock in Unix seconds (tests, the hidden --now)
 
     def shared(self) -> dict:
-        """The settings a worker process receives (JSON-safe, without the key)."""
-        return {k: v for k, v in asdict(self).items() if k != "public_key"}
+        """The settings a worker process receives (JSON-safe, without the secrets)."""
+        return {k: v for k, v in asdict(self).items() if k not in SECRET_SETTINGS}
 
     @classmethod
-    def from_shared(cls, data: dict, public_key: str | None) -> ServerSettings:
+    def from_shared(
+        cls, data: dict, public_key: str | None, secret_key: str | None = None
+    ) -> ServerSettings:
         return cls(
             public_key=public_key,
+            secret_key=secret_key,
             **{**data, "unsubscribe_prefixes": tuple(data["unsubscribe_prefixes"])},
         )
 
@@ -93,8 +108,9 @@ class Services:
             clock = time.time if fixed is None else (lambda: fixed)
         self.clock = clock
         self.stats = Stats()
-        self.templates = Jinja2Templates(env=environment())
+        self.templates = Jinja2Templates(env=environment(), context_processors=[staff_context])
         self.ledger: Ledger | None = None
+        self.gate: Gate | None = None  # the staff login (outreach.web.auth), set by its routes
         self._lock = threading.Lock()
 
     # -- the store ---------------------------------------------------------------------------
@@ -120,6 +136,29 @@ class Services:
                 raise RuntimeError("the app's store is not open (was the lifespan started?)")
             return fn(self.ledger, *args, **kw)
 
+    def now(self) -> datetime:
+        """The app's clock as an aware datetime (UTC)."""
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    async def audit(
+        self,
+        user: StaffUser,
+        action: AuditAction | str,
+        target: str | None,
+        why: str | None,
+        *,
+        via: AuditVia | str = AuditVia.WEB,
+    ) -> None:
+        """Record an admin change in the audit log: who (``user``), when (the app's clock),
+        what (``action`` on ``target``), why, and from where (``via``: web or api). To record
+        it in the same transaction as the change, call :func:`outreach.accounts.record` inside
+        the function given to :meth:`db` instead."""
+        from outreach.accounts import record
+
+        await self.db(
+            record, user.email, AuditAction(action), target, why, via=AuditVia(via), now=self.now()
+        )
+
     # -- answers -----------------------------------------------------------------------------
 
     def reject(self, status: int, reason: str, request: Request, detail: str = "") -> Response:
@@ -144,3 +183,22 @@ class Services:
         return self.templates.TemplateResponse(
             request, template, context, status_code=status, headers={"Cache-Control": "no-store"}
         )
+
+
+def staff_context(request: Request) -> dict[str, Any]:
+    """What every page's template sees about the staff login (set by
+    :class:`outreach.web.auth.Identify`): ``user`` (a StaffUser or None), ``csrf_token`` and
+    ``csrf_field()``, the hidden input every state-changing form must carry."""
+    state = request.state
+    token = getattr(state, "csrf_token", None) or ""
+
+    def csrf_field() -> Markup:
+        return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
+
+    return {
+        "user": getattr(state, "user", None),
+        "no_auth": getattr(state, "no_auth", False),
+        "home_url": getattr(state, "home", "/"),
+        "csrf_token": token,
+        "csrf_field": csrf_field,
+    }
