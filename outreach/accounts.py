@@ -390,17 +390,28 @@ def retry_after(times: list[str], now: datetime) -> int | None:
     return max(1, math.ceil((frees_at - now).total_seconds()))
 
 
+NOT_AN_ADDRESS = "(not an address)"
+
+
+def account_key(typed: str) -> str:
+    """The account a login names, as counted and logged: lower-cased, or
+    :data:`NOT_AN_ADDRESS` for anything without an ``@`` (often a password typed into the
+    wrong field: it must not reach the store or the log)."""
+    key = typed.strip().lower()
+    return key if "@" in key and len(key) <= EMAIL_MAX else NOT_AN_ADDRESS
+
+
 def begin_login(store: Store, email: str, client: str | None, now: datetime) -> Attempt:
     """Let a login attempt through the rate limit (or raise :class:`RateLimited`), and count
     it as a failure until :func:`finish_login` says otherwise (so that concurrent attempts
     count too)."""
-    key = email.strip().lower()[:EMAIL_MAX]
+    key = account_key(email)
     by_email, by_client = store.login_failures(key, client, since=iso(now - FAILURE_WINDOW))
     waits = [w for w in (retry_after(by_email, now), retry_after(by_client, now)) if w]
     if waits:
         raise RateLimited(max(waits))
     store.add_login_failure(key, client, at=iso(now), forget_before=iso(now - FAILURE_WINDOW))
-    return Attempt(key, store.user_by_email(key))
+    return Attempt(key, None if key == NOT_AN_ADDRESS else store.user_by_email(key))
 
 
 def finish_login(

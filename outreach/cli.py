@@ -941,7 +941,8 @@ def db_status(ctx, as_json):
 @click.pass_context
 def db_copy(ctx, to):
     """Copy this workspace's ledger (OUTREACH_DB, default .outreach/outreach.db) into an empty
-    store: sends, batches, runs, test sends, events, suppressions and their log.
+    store: sends, batches, runs, test sends, events, suppressions and their log, staff accounts,
+    API tokens and the audit log (not sessions: people log in again).
 
     Refuses a target that holds data and any send running meanwhile; checks the counts and
     keeps nothing in the target if they differ. The source is not changed. Then set

@@ -88,7 +88,9 @@ def test_errors_are_json_with_their_status(staff_client, path, status, words) ->
 
 
 def test_the_campaigns_and_their_editions(staff_client, tracked) -> None:
-    data = staff_client("viewer").get("/api/campaigns").json()
+    r = staff_client("viewer").get("/api/campaigns")
+    assert r.headers["cache-control"] == "no-store"
+    data = r.json()
     assert data["unreadable"] == []
     [c] = data["campaigns"]
     assert (c["name"], c["title"], c["recurs"]) == (

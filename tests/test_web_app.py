@@ -88,7 +88,10 @@ def test_the_stylesheet_is_served_and_linked(serve_app) -> None:
     assert client.get("/static/../app.py").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/u/test", "/static/outreach.css", "/nope"])
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/u/test", "/static/outreach.css", "/nope", "/login", "/api/me", "/account"],
+)
 def test_every_answer_carries_the_security_headers(serve_app, path) -> None:
     r = serve_app().get(path)
     for name, value in SECURITY_HEADERS.items():

@@ -69,7 +69,7 @@ def test_two_workers_share_sessions_and_the_rate_limit(sent_ws) -> None:
             assert status == 401, (i, server.log)
         status, headers, _c = log_in(server.port, "admin@example.org", STAFF_PASSWORD)
         assert status == 429 and int(headers["retry-after"]) == 900
-        assert "failed login for 'admin@example.org'" in server.log
+        assert "failed login for admin@example.org from 127.0.0.1" in server.log
         assert STAFF_PASSWORD not in server.log and session not in server.log
         # logged out on one worker, out on both
         csrf = json.loads(http(server.port, "GET", "/api/me", headers=cookie)[2])["csrf_token"]
@@ -81,12 +81,23 @@ def test_two_workers_share_sessions_and_the_rate_limit(sent_ws) -> None:
 
 
 def test_insecure_no_auth_warns_loudly(sent_ws) -> None:
+    """It warns; every request is a local admin; the workers agree on the CSRF token."""
     env = {"OUTREACH_SECRET_KEY": ""}
-    with run_server(
-        sent_ws.root, env, "--insecure-no-auth", "--insecure-no-verify", "--host", "127.0.0.1"
-    ) as server:
-        status, _h, body = http(server.port, "GET", "/api/me")
-        assert status == 200 and json.loads(body)["role"] == "admin"
+    args = ("--insecure-no-auth", "--insecure-no-verify", "--host", "127.0.0.1", "--workers", "2")
+    with run_server(sent_ws.root, env, *args) as server:
+        tokens = set()
+        for _ in range(6):
+            status, _h, _c, body = request(server.port, "GET", "/api/me")
+            me = json.loads(body)
+            assert status == 200 and me["role"] == "admin" and me["via"] == "insecure"
+            tokens.add(me["csrf_token"])
+        assert len(tokens) == 1
+        body = json.dumps({"email": "local@example.org", "why": "a local test"}).encode()
+        headers = {"Content-Type": "application/json", "X-CSRF-Token": tokens.pop()}
+        for email in ("a@example.org", "b@example.org", "c@example.org", "d@example.org"):
+            body = json.dumps({"email": email, "why": "a local test"}).encode()
+            status, _h, _c, _b = request(server.port, "POST", "/api/suppressions", body, headers)
+            assert status == 201, server.log
         log = server.log
     assert "STAFF LOGIN IS OFF (--insecure-no-auth)" in log
     assert "!" * 78 in log and "Local use only" in log

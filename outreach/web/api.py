@@ -51,6 +51,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a campaign file's st
 MAX_JSON = 16 * 1024  # bytes of a request's JSON body
 
 
+def _json(data: object, status: int = 200) -> JSONResponse:
+    """An answer of the API: never cached (it may name people, and it changes)."""
+    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
+
+
 def _services(request: Request) -> Services:
     return request.app.state.services
 
@@ -91,7 +96,7 @@ async def _json_body(request: Request) -> dict:
 @requires(StaffRole.VIEWER, api=True)
 async def me(request: Request) -> Response:
     user = request.state.user
-    return JSONResponse(
+    return _json(
         {
             "email": user.email,
             "role": str(user.role),
@@ -134,7 +139,7 @@ async def campaigns(request: Request) -> Response:
             found.append(await sv.db(_campaign_summary, c, now))
         except LedgerError as exc:
             return _store_error(exc)
-    return JSONResponse({"campaigns": found, "unreadable": problems})
+    return _json({"campaigns": found, "unreadable": problems})
 
 
 @requires(StaffRole.VIEWER, api=True)
@@ -161,7 +166,7 @@ async def campaign_report(request: Request) -> Response:
     except LedgerError as exc:
         return _store_error(exc)
     rep = await run_in_threadpool(reports.build, c, data, tname, step, now=now)
-    return JSONResponse(rep.as_dict(), headers={"Cache-Control": "no-store"})
+    return _json(rep.as_dict())
 
 
 @requires(StaffRole.VIEWER, api=True)
@@ -172,7 +177,7 @@ async def suppression_list(request: Request) -> Response:
         found = await sv.db(suppressions.listing, email)
     except LedgerError as exc:
         return _store_error(exc)
-    return JSONResponse(asdict(found))
+    return _json(asdict(found))
 
 
 @requires(StaffRole.ADMIN, api=True)
@@ -185,7 +190,7 @@ async def audit(request: Request) -> Response:
         return api_error(400, "bad-request", exc.message)
     except LedgerError as exc:
         return _store_error(exc)
-    return JSONResponse({"entries": entries})
+    return _json({"entries": entries})
 
 
 # ------------------------------------------------------------------------------------------
@@ -221,9 +226,9 @@ async def suppression_add(request: Request) -> Response:
     except LedgerError as exc:
         return _store_error(exc)
     log.info("suppression added by %s (API)", request.state.user.email)
-    return JSONResponse(
+    return _json(
         {"email": email.strip().lower(), "suppressed": True, "changed": changed},
-        status_code=201 if changed else 200,
+        201 if changed else 200,
     )
 
 
@@ -244,7 +249,7 @@ async def suppression_remove(request: Request) -> Response:
     if not changed:
         return api_error(404, "not-found", f"{email} is not suppressed")
     log.info("suppression lifted by %s (API)", request.state.user.email)
-    return JSONResponse({"email": email.strip().lower(), "suppressed": False, "changed": True})
+    return _json({"email": email.strip().lower(), "suppressed": False, "changed": True})
 
 
 def routes(services: Services) -> list[BaseRoute]:

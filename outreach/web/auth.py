@@ -18,6 +18,8 @@ The interface for route modules (the dashboard, the JSON API)
   ``staff.html``, whose header shows who is logged in and a log-out button (a POST).
 * ``await form(request)``: the urlencoded body as a dict (bounded; read once, cached, and
   already read by ``@requires`` for a POST).
+* A login without ``?next=`` lands on ``/`` when a route serves it (the dashboard), else on
+  ``/account``; the header's "outreach" links there too.
 * ``await services.audit(user, action, target, why)`` records an admin change
   (:class:`~outreach.store.codes.AuditAction`), or ``outreach.accounts.record`` inside a
   ``services.db`` call to record it in the change's own transaction.
@@ -57,7 +59,7 @@ from itsdangerous import BadSignature, Signer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, NoMatchFound, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outreach import accounts
@@ -73,8 +75,8 @@ LOGIN_COOKIE = "outreach_login"  # the login form's CSRF nonce
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
-HOME_ROUTES = ("home", "account")  # where a login lands without ?next=: the dashboard's
-# landing page (the route named "home"), or, without a dashboard, the account page
+HOME = "/"  # where a login lands without ?next=: the dashboard, when a route serves "/"…
+FALLBACK_HOME = "account"  # …else the account page (a service without the dashboard)
 MAX_FORM = 64 * 1024  # bytes of a form body
 SECRET_MIN = 32  # characters of OUTREACH_SECRET_KEY
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -101,13 +103,10 @@ def check_secret(secret: str | None) -> str:
 
 
 def home(conn: HTTPConnection) -> str:
-    """The path of the staff's landing page (see :data:`HOME_ROUTES`)."""
-    for name in HOME_ROUTES:
-        try:
-            return conn.app.url_path_for(name)
-        except NoMatchFound:
-            continue
-    return "/"
+    """The path of the staff's landing page: the dashboard at ``/``, or the account page."""
+    if any(getattr(route, "path", None) == HOME for route in conn.app.routes):
+        return HOME
+    return conn.app.url_path_for(FALLBACK_HOME)
 
 
 def safe_next(request: Request, target: str | None) -> str:
@@ -144,7 +143,8 @@ class Gate:
             from outreach.suppressions import default_user
 
             self.local = StaffUser(f"local:{default_user()}", StaffRole.ADMIN, "insecure")
-            secret = secrets.token_urlsafe(32)  # cookies never outlive the process
+            # `outreach serve` gives every worker the same one (their CSRF tokens must agree)
+            secret = s.secret_key or secrets.token_urlsafe(32)
         else:
             secret = check_secret(s.secret_key)
         self._sessions = Signer(secret, salt="outreach.session", digest_method=hashlib.sha256)
@@ -152,6 +152,7 @@ class Gate:
         self._local_csrf = hmac.new(secret.encode(), b"insecure-no-auth csrf", "sha256").hexdigest()
         self.idle = accounts.SESSION_IDLE
         self.maximum = accounts.SESSION_MAX
+        self._home: str | None = None
 
     # -- who is asking ------------------------------------------------------------------------
 
@@ -163,7 +164,9 @@ class Gate:
         state.session = None
         state.no_auth = self.no_auth
         state.auth_error = None
-        state.home = home(conn)
+        if self._home is None:  # the routes are fixed once the app runs
+            self._home = home(conn)
+        state.home = self._home
         if self.no_auth:
             state.user = self.local
             state.csrf_token = self._local_csrf
@@ -241,7 +244,12 @@ class Identify:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.services.gate is not None:
+        # the stylesheet is public and sent with every page: no store call for it
+        if (
+            scope["type"] == "http"
+            and self.services.gate is not None
+            and not scope["path"].startswith("/static/")
+        ):
             await self.services.gate.identify(HTTPConnection(scope))
         await self.app(scope, receive, send)
 
@@ -257,8 +265,12 @@ def _gate(request: Request) -> Gate:
 
 
 def api_error(status: int, error: str, message: str, **headers: str) -> JSONResponse:
-    """The JSON API's error document: ``{"error": code, "message": words}``."""
-    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+    """The JSON API's error document: ``{"error": code, "message": words}`` (never cached)."""
+    return JSONResponse(
+        {"error": error, "message": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **headers},
+    )
 
 
 def refuse(request: Request, status: int, title: str, message: str, *, api: bool) -> Response:
@@ -364,7 +376,13 @@ class Login:
         self.gate = gate
 
     def _form(
-        self, request: Request, *, email: str = "", error: str | None = None, status: int = 200
+        self,
+        request: Request,
+        *,
+        email: str = "",
+        error: str | None = None,
+        status: int = 200,
+        next_path: str | None = None,
     ) -> Response:
         nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         request.state.csrf_token = self.gate.login_token(nonce)
@@ -375,7 +393,7 @@ class Login:
                 "title": "Log in",
                 "email": email,
                 "error": error,
-                "next": safe_next(request, request.query_params.get("next")),
+                "next": next_path or safe_next(request, request.query_params.get("next")),
             },
             status=status,
         )
@@ -411,6 +429,7 @@ class Login:
                 request,
                 error="The login form had expired. Please try again.",
                 status=403,
+                next_path=safe_next(request, fields.get("next")),
             )
         email = fields.get("email", "").strip()
         password = fields.get("password", "")
@@ -420,7 +439,9 @@ class Login:
         try:
             attempt = await sv.db(accounts.begin_login, email, client, now)
         except RateLimited as exc:
-            log.warning("login refused (rate limit) for %r from %s", email[:80], client)
+            log.warning(
+                "login refused (rate limit) for %s from %s", accounts.account_key(email), client
+            )
             response = sv.page(
                 request,
                 "auth/message.html",
@@ -444,8 +465,10 @@ class Login:
         ua = request.headers.get("user-agent")
         new = await sv.db(accounts.finish_login, attempt, check, now, client=client, user_agent=ua)
         if new is None:
-            log.warning("failed login for %r from %s", email[:80], client)
-            return self._form(request, email=email, error="Wrong email or password.", status=401)
+            log.warning("failed login for %s from %s", attempt.email, client)
+            return self._form(
+                request, email=email, error="Wrong email or password.", status=401, next_path=nxt
+            )
         log.info("login: %s (%s) from %s", new.user.email, new.user.role, client)
         response = RedirectResponse(absolute(request, nxt), status_code=303)
         self.gate.set_session_cookie(response, request, new.session_id)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -80,6 +81,13 @@ def serve(ws: Workspace, options: ServeOptions) -> None:
     """Run the server until interrupted (SIGINT/SIGTERM)."""
     setup_logging()
     settings = settings_for(ws, options)
+    if settings.no_auth and not settings.secret_key:
+        # nothing to sign sessions with, but the workers' CSRF tokens must still agree: a key
+        # for this run only, inherited by the worker processes through the environment
+        key = secrets.token_urlsafe(32)
+        os.environ["OUTREACH_SECRET_KEY"] = key
+        ws.env["OUTREACH_SECRET_KEY"] = key
+        settings.secret_key = key
     app = create_app(ws, settings)  # checks the key and the routes before anything starts
     with Ledger.open(ws.db_url(), ws.root) as ledger:  # migrations run here, once
         ledger.ping()
