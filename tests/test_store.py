@@ -11,7 +11,7 @@ import pytest
 
 from outreach.exceptions import LedgerError
 from outreach.store import HEAD, SCHEMA_VERSION, Store, redact_url
-from outreach.store.base import TABLES
+from outreach.store.base import EVENT_COLUMNS, TABLES
 from outreach.store.codes import (
     AuditAction,
     AuditVia,
@@ -174,6 +174,26 @@ def test_a_transaction_is_all_or_nothing(backend, tmp_path) -> None:
         run = store.begin_run("december", 2026, "outbox", {})
         store.end_run(run, RunOutcome.COMPLETE)
         assert store.table_rows("runs")[0]["outcome"] == "complete"
+
+
+def test_events_are_stored_after_a_rolled_back_first_insert(backend, tmp_path) -> None:
+    """The first insert of a connection prepares its staging (on PostgreSQL, a temporary
+    table); a conflict that rolls that transaction back must not leave the next insert, on
+    the same connection, without it (it did: every later batch failed, 503 for ever)."""
+
+    def event(i: int) -> tuple:
+        values = {"sg_event_id": f"ev-{i}", "event": "open", "email": "a@example.org"}
+        values |= {"timestamp": 1_796_115_600 + i, "received_at": T, "machine_open": 0, "matched": 0}
+        return tuple(values.get(c) for c in EVENT_COLUMNS)
+
+    with new_store(backend, tmp_path) as store:
+        with pytest.raises(RuntimeError), store.transaction():
+            assert store.insert_events([event(1)]) == {"ev-1"}
+            raise RuntimeError("a conflict: the caller rolls back and tries again")
+        assert store.event_rows() == []
+        assert store.insert_events([event(1), event(2)]) == {"ev-1", "ev-2"}
+        assert store.insert_events([event(2), event(3)]) == {"ev-3"}
+        assert sorted(r["sg_event_id"] for r in store.event_rows()) == ["ev-1", "ev-2", "ev-3"]
 
 
 def test_db_copy_moves_everything_and_refuses_a_target_with_data(

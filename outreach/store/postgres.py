@@ -113,6 +113,8 @@ class PostgresStore(Store):
         self._live().execute("COMMIT")
 
     def _rollback(self) -> None:
+        # a rollback also undoes a CREATE TEMP TABLE of this transaction: create it again
+        self._staging = False
         conn = self.conn
         if conn is None or conn.closed:
             return
@@ -255,12 +257,7 @@ class PostgresStore(Store):
                     cur.execute("DELETE FROM events_in")
                 return new
 
-        try:
-            return self._call(run)
-        except LedgerError:
-            if self.conn is None or self._depth == 0:
-                self._staging = False
-            raise
+        return self._call(run)
 
     # -- the report ---------------------------------------------------------------------------
 
