@@ -183,7 +183,12 @@ def test_events_are_stored_after_a_rolled_back_first_insert(backend, tmp_path) -
 
     def event(i: int) -> tuple:
         values = {"sg_event_id": f"ev-{i}", "event": "open", "email": "a@example.org"}
-        values |= {"timestamp": 1_796_115_600 + i, "received_at": T, "machine_open": 0, "matched": 0}
+        values |= {
+            "timestamp": 1_796_115_600 + i,
+            "received_at": T,
+            "machine_open": 0,
+            "matched": 0,
+        }
         return tuple(values.get(c) for c in EVENT_COLUMNS)
 
     with new_store(backend, tmp_path) as store:
