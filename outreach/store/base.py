@@ -1009,6 +1009,53 @@ class Store(AccountStatements):
         )
         return ReportRows(sends, events, int(matched), int(unmatched))
 
+    # -- the staff dashboard ------------------------------------------------------------------
+
+    def data_version(self) -> tuple[int, int, str]:
+        """A cheap fingerprint of what reports are computed from: (last event id, sends, last
+        change to a send). It changes whenever an event is stored or a send is written or
+        changes status; the dashboard keys its cached reports on it."""
+        last_event = self._scalar("SELECT max(id) FROM events")
+        n, changed = self._one("SELECT count(*), max(updated_at) FROM sends") or (0, None)
+        return (int(last_event or 0), int(n or 0), str(changed or ""))
+
+    def step_send_times(
+        self, campaign: str, edition: int, transport: str | None = None
+    ) -> list[tuple[str, str, str | None, int]]:
+        """(step, status, send_at, count) of an edition's sends (all transports unless one is
+        given): ``send_at`` is the time a provider was asked to deliver at (None: at once)."""
+        sql = (
+            "SELECT step, status, send_at, count(*) FROM sends WHERE campaign = ? AND edition = ?"
+        )
+        args: list = [campaign, edition]
+        if transport:
+            sql += " AND transport = ?"
+            args.append(transport)
+        return [
+            (r[0], r[1], r[2], int(r[3]))
+            for r in self._all(sql + " GROUP BY step, status, send_at", args)
+        ]
+
+    def contact_sends(self, email: str) -> list[dict]:
+        """Every send to ``email`` (lower case), oldest first. No index on the address: a scan
+        of ``sends`` (milliseconds at 100k rows; a look-up by a person, not by a program)."""
+        return self._dicts(
+            "SELECT send_id, campaign, edition, step, transport, status, variant, language, "
+            "segment, country, send_at, error, created_at, updated_at FROM sends "
+            "WHERE email = ? ORDER BY created_at, send_id",
+            (email,),
+        )
+
+    def contact_events(self, send_ids: Sequence[str]) -> list[dict]:
+        """The stored events of these sends, in time order."""
+        cols = ("send_id", "event", "timestamp", "url", "type", "reason", "machine_open")
+        rows = list(
+            self._in(f"SELECT {', '.join(cols)} FROM events WHERE send_id {{in}}", send_ids)
+        )
+        out = [dict(zip(cols, r, strict=True)) for r in rows]
+        out.sort(key=lambda e: (e["timestamp"] is None, e["timestamp"] or 0))
+        return out
+
     # -- administration: `outreach db`, copies, tests ----------------------------------------
 
     def counts(self) -> dict[str, int]:

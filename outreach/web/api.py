@@ -27,27 +27,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict
-from datetime import datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from outreach import accounts, suppressions
-from outreach import report as reports
-from outreach.campaign import load_campaign
 from outreach.exceptions import ConfigError, LedgerError, OutreachError
-from outreach.ledger import Ledger
-from outreach.store.codes import AuditAction, AuditVia, StaffRole
+from outreach.store.codes import StaffRole
+from outreach.web import live
 from outreach.web.auth import api_error, requires
 from outreach.web.services import Services
 
 log = logging.getLogger("outreach.server")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a campaign file's stem, no path
 MAX_JSON = 16 * 1024  # bytes of a request's JSON body
 
 
@@ -63,15 +57,6 @@ def _services(request: Request) -> Services:
 def _store_error(exc: LedgerError) -> JSONResponse:
     log.error("API: %s", exc.message)
     return api_error(503, "unavailable", "the database cannot be read now; try again")
-
-
-def _int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ConfigError(f"?{name}= must be a number from {lo} to {hi}")
-    return int(raw)
 
 
 async def _json_body(request: Request) -> dict:
@@ -106,67 +91,35 @@ async def me(request: Request) -> Response:
     )
 
 
-def _campaign_names(sv: Services) -> list[str]:
-    return sorted(p.stem for p in (sv.ws.root / "campaigns").glob("*.y*ml"))
-
-
-def _campaign_summary(ledger: Ledger, c, now: datetime) -> dict:
-    return {
-        "name": c.name,
-        "title": c.title,
-        "recurs": c.spec.recurs,
-        "current_edition": c.current_edition(now),
-        "editions": sorted(ledger.editions(c.name)),
-        "steps": [
-            {"step": s.id, "send_at": s.send_at.isoformat(), "local_time": s.local_time}
-            for s in c.steps
-        ],
-    }
-
-
 @requires(StaffRole.VIEWER, api=True)
 async def campaigns(request: Request) -> Response:
-    sv = _services(request)
-    now = sv.now()
-    found, problems = [], []
-    for name in _campaign_names(sv):
-        try:
-            c = await run_in_threadpool(load_campaign, sv.ws.root, name, now=now)
-        except OutreachError as exc:
-            problems.append({"name": name, "error": exc.message})
-            continue
-        try:
-            found.append(await sv.db(_campaign_summary, c, now))
-        except LedgerError as exc:
-            return _store_error(exc)
-    return _json({"campaigns": found, "unreadable": problems})
+    try:
+        found = await live.campaigns(_services(request))
+    except LedgerError as exc:
+        return _store_error(exc)
+    for c in found.campaigns:
+        del c["campaign"]
+    return _json({"campaigns": found.campaigns, "unreadable": found.unreadable})
 
 
 @requires(StaffRole.VIEWER, api=True)
 async def campaign_report(request: Request) -> Response:
-    sv = _services(request)
-    name = request.path_params["campaign"]
     q = request.query_params
-    step = q.get("step") or None
-    transport = q.get("transport") or None
-    if not _NAME.match(name) or name not in _campaign_names(sv):
-        return api_error(404, "not-found", f"no campaign named {name!r}")
-    if transport not in (None, "outbox", "sendgrid"):
-        return api_error(400, "bad-request", "?transport= must be outbox or sendgrid")
-    now = sv.now()
     try:
-        edition = _int_param(request, "edition", 1900, 9999)
-        c = await run_in_threadpool(reports.campaign_for, sv.ws, name, step, edition, now)
-    except OutreachError as exc:
-        return api_error(400, "bad-request", exc.message)
-    try:
-        c, tname, data = await sv.db(
-            reports.read, c, step, transport=transport, latest=edition is None, now=now
+        found = await live.live_report(
+            _services(request),
+            request.path_params["campaign"],
+            step=q.get("step") or None,
+            edition=live.edition_param(q.get("edition")),
+            transport=q.get("transport") or None,
         )
+    except live.NotFound as exc:
+        return api_error(404, "not-found", exc.message)
     except LedgerError as exc:
         return _store_error(exc)
-    rep = await run_in_threadpool(reports.build, c, data, tname, step, now=now)
-    return _json(rep.as_dict())
+    except OutreachError as exc:
+        return api_error(400, "bad-request", exc.message)
+    return _json(found.report.as_dict())
 
 
 @requires(StaffRole.VIEWER, api=True)
@@ -184,7 +137,7 @@ async def suppression_list(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     sv = _services(request)
     try:
-        limit = _int_param(request, "limit", 1, 10_000) or 200
+        limit = live.int_param(request.query_params.get("limit"), "limit", 1, 10_000) or 200
         entries = await sv.db(accounts.audit_log, limit)
     except ConfigError as exc:
         return api_error(400, "bad-request", exc.message)
@@ -197,21 +150,6 @@ async def audit(request: Request) -> Response:
 # Admin changes
 
 
-def _change(ledger: Ledger, add: bool, email: str, why: str, who: str, now: datetime) -> bool:
-    """Suppress or lift ``email`` and record it in the audit log, in one transaction."""
-    with ledger.transaction():
-        if add:
-            changed = suppressions.add(ledger, email, why, who)
-        else:
-            changed = suppressions.remove(ledger, email, why, who)
-        if changed:
-            action = AuditAction.SUPPRESSION_ADD if add else AuditAction.SUPPRESSION_REMOVE
-            accounts.record(
-                ledger, who, action, email.strip().lower(), why, via=AuditVia.API, now=now
-            )
-    return changed
-
-
 @requires(StaffRole.ADMIN, api=True)
 async def suppression_add(request: Request) -> Response:
     sv = _services(request)
@@ -220,7 +158,9 @@ async def suppression_add(request: Request) -> Response:
         email, why = str(body.get("email") or ""), str(body.get("why") or "")
         if not why.strip():
             raise ConfigError('say why: {"email": …, "why": …}')
-        changed = await sv.db(_change, True, email, why, request.state.user.email, sv.now())
+        changed = await sv.db(
+            live.change_suppression, True, email, why, request.state.user.email, sv.now()
+        )
     except ConfigError as exc:
         return api_error(400, "bad-request", exc.message)
     except LedgerError as exc:
@@ -241,7 +181,9 @@ async def suppression_remove(request: Request) -> Response:
         why = str(body.get("why") or "")
         if not why.strip():
             raise ConfigError('say why: {"why": …}')
-        changed = await sv.db(_change, False, email, why, request.state.user.email, sv.now())
+        changed = await sv.db(
+            live.change_suppression, False, email, why, request.state.user.email, sv.now()
+        )
     except ConfigError as exc:
         return api_error(400, "bad-request", exc.message)
     except LedgerError as exc:

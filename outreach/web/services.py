@@ -111,6 +111,8 @@ class Services:
         self.templates = Jinja2Templates(env=environment(), context_processors=[staff_context])
         self.ledger: Ledger | None = None
         self.gate: Gate | None = None  # the staff login (outreach.web.auth), set by its routes
+        # per-worker caches of route modules (outreach.web.live keeps computed reports here)
+        self.caches: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     # -- the store ---------------------------------------------------------------------------
