@@ -43,6 +43,14 @@ def test_the_route_table(sent_ws, signer) -> None:
         ("/api/suppressions", ("POST",)),
         ("/api/suppressions/{email}", ("DELETE",)),
         ("/api/audit", ("GET", "HEAD")),
+        ("/", ("GET", "HEAD")),
+        ("/campaigns", ("GET", "HEAD")),
+        ("/campaigns/{campaign}", ("GET", "HEAD")),
+        ("/campaigns/{campaign}/report.csv", ("GET", "HEAD")),
+        ("/contacts", ("GET", "HEAD")),
+        ("/suppressions", ("GET", "HEAD")),
+        ("/suppressions", ("POST",)),
+        ("/suppressions/remove", ("POST",)),
     }
 
 

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.both_backends, pytest.mark.usefixtures("fast_argon2")]
 
 PROXY = ("127.0.0.1", 40000)
 HTTPS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
-STAFF_PAGES = ("/account", "/audit")
+STAFF_PAGES = ("/account", "/audit", "/", "/campaigns/december", "/contacts", "/suppressions")
 API_READS = ("/api/me", "/api/campaigns", "/api/campaigns/december/report", "/api/suppressions")
 
 
@@ -124,23 +124,20 @@ def test_a_login_lands_where_it_was_asked_for(serve_app, staff_accounts, login, 
 def test_a_login_lands_on_the_dashboard_when_there_is_one(
     serve_app, staff_accounts, login, monkeypatch
 ) -> None:
-    import types
-
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
-
     from outreach.web import app as web_app
+    from outreach.web import dashboard
 
-    assert login(serve_app(), staff_accounts["viewer"]).headers["location"].endswith("/account")
-
-    async def campaigns(request):
-        return PlainTextResponse("the dashboard")
-
-    dashboard = types.SimpleNamespace(routes=lambda services: [Route("/", campaigns)])
-    monkeypatch.setattr(web_app, "ROUTE_MODULES", (*web_app.ROUTE_MODULES, dashboard))
     c = serve_app()
     assert login(c, staff_accounts["viewer"]).headers["location"] == "http://testserver/"
     assert 'class="brand" href="/"' in c.get("/account").text
+    # a service without the dashboard lands on the account page, and its header links no page
+    # it does not serve
+    without = tuple(m for m in web_app.ROUTE_MODULES if m is not dashboard)
+    monkeypatch.setattr(web_app, "ROUTE_MODULES", without)
+    c = serve_app()
+    assert login(c, staff_accounts["viewer"]).headers["location"].endswith("/account")
+    header = c.get("/account").text.split("</header>", 1)[0]
+    assert 'class="brand" href="/account"' in header and "/campaigns" not in header
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil", ""])

@@ -1024,9 +1024,7 @@ class Store(AccountStatements):
     ) -> list[tuple[str, str, str | None, int]]:
         """(step, status, send_at, count) of an edition's sends (all transports unless one is
         given): ``send_at`` is the time a provider was asked to deliver at (None: at once)."""
-        sql = (
-            "SELECT step, status, send_at, count(*) FROM sends WHERE campaign = ? AND edition = ?"
-        )
+        sql = "SELECT step, status, send_at, count(*) FROM sends WHERE campaign = ? AND edition = ?"
         args: list = [campaign, edition]
         if transport:
             sql += " AND transport = ?"

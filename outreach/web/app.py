@@ -28,13 +28,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from outreach.exceptions import LedgerError
 from outreach.ledger import Ledger
-from outreach.web import api, auth, unsubscribe, webhook
+from outreach.web import api, auth, dashboard, unsubscribe, webhook
 from outreach.web.services import ServerSettings, Services
 from outreach.workspace import Workspace
 
 log = logging.getLogger("outreach.server")
 
-ROUTE_MODULES = (webhook, unsubscribe, auth, api)
+ROUTE_MODULES = (webhook, unsubscribe, auth, api, dashboard)
 
 # Pages carry secrets in their URL (an unsubscribe token): never send it on as a Referer.
 SECURITY_HEADERS = {

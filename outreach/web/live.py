@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -156,6 +156,8 @@ class LiveReport:
     computed_at: datetime  # when these figures were computed (the app's clock)
     last_event_at: datetime | None  # the newest tracking event they count
     version: tuple
+    steps: list[str] = field(default_factory=list)  # the campaign's step ids
+    editions: list[int] = field(default_factory=list)  # the editions with sends
     cached: bool = False  # served from the cache
 
 
@@ -196,7 +198,7 @@ def _compute(
     c, tname, data = reports.read(ledger, c, step, transport=transport, latest=latest, now=now)
     ts = data.ev_ts[~np.isnan(data.ev_ts)] if len(data.ev_ts) else data.ev_ts
     last = datetime.fromtimestamp(float(ts.max()), UTC) if len(ts) else None
-    return c, tname, data, last
+    return c, tname, data, last, sorted(ledger.editions(c.name))
 
 
 async def live_report(
@@ -223,18 +225,20 @@ async def live_report(
     found = cache.get(key, version)
     if found is not None:
         cache.hits += 1
-        return LiveReport(found.report, found.computed_at, found.last_event_at, version, True)
+        return replace(found, cached=True)
     async with cache.lock:  # one computation at a time: a second view waits for the first
         version = await sv.db(Ledger.data_version)
         found = cache.get(key, version)
         if found is not None:
             cache.hits += 1
-            return LiveReport(found.report, found.computed_at, found.last_event_at, version, True)
+            return replace(found, cached=True)
         cache.misses += 1
-        c, tname, data, last = await sv.db(_compute, c, step, transport, edition is None, now)
+        c, tname, data, last, editions = await sv.db(
+            _compute, c, step, transport, edition is None, now
+        )
         rep = await run_in_threadpool(reports.build, c, data, tname, step, now=now)
         del data
-        live = LiveReport(rep, now, last, version)
+        live = LiveReport(rep, now, last, version, [s.id for s in c.steps], editions)
         cache.put(key, live)
         return live
 

@@ -187,6 +187,34 @@ class Services:
         )
 
 
+# the staff header's links: (route name, words, admins only)
+NAV = (
+    ("campaigns", "Campaigns", False),
+    ("contacts", "Contacts", False),
+    ("suppressions", "Suppressions", False),
+    ("audit", "Audit log", True),
+)
+
+
+def staff_nav(request: Request, user: StaffUser | None) -> list[dict[str, Any]]:
+    """The header's links for ``user`` (none when logged out): the dashboard's pages that this
+    app serves, the one being shown marked ``current``."""
+    if user is None:
+        return []
+    names = {getattr(r, "name", None) for r in request.app.routes}
+    here = request.url.path
+    out = []
+    for name, words, admin in NAV:
+        if name not in names or (admin and not user.is_admin):
+            continue
+        href = request.app.url_path_for(name)
+        current = (
+            here == href or here.startswith(href + "/") or (name == "campaigns" and here == "/")
+        )
+        out.append({"href": href, "words": words, "current": current})
+    return out
+
+
 def staff_context(request: Request) -> dict[str, Any]:
     """What every page's template sees about the staff login (set by
     :class:`outreach.web.auth.Identify`): ``user`` (a StaffUser or None), ``csrf_token`` and
@@ -197,8 +225,10 @@ def staff_context(request: Request) -> dict[str, Any]:
     def csrf_field() -> Markup:
         return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
 
+    user = getattr(state, "user", None)
     return {
-        "user": getattr(state, "user", None),
+        "user": user,
+        "nav": staff_nav(request, user),
         "no_auth": getattr(state, "no_auth", False),
         "home_url": getattr(state, "home", "/"),
         "csrf_token": token,

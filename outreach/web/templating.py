@@ -8,11 +8,14 @@ Files meant to travel on their own (the HTML report, the outbox index) inline th
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from importlib.resources import files
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
+
+from outreach.reputation import pct as reputation_pct
 
 
 def pct(value: float | None) -> str:
@@ -23,6 +26,26 @@ def pct(value: float | None) -> str:
 def label(name: str) -> str:
     """A field name as words: ``country_status`` → ``country status``."""
     return str(name).replace("_", " ")
+
+
+def when(value: datetime | str | None, zone: bool = True) -> str:
+    """A time for people: ``1 Dec 2026, 09:00 EST`` (``—`` when there is none)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    text = f"{value.day} {value.strftime('%b %Y, %H:%M')}"
+    if zone and value.tzinfo is not None:
+        text += f" {value.tzname()}"
+    return text
+
+
+def num(value: int | float | None) -> str:
+    """A count with thousands separated: ``12,345``."""
+    return "—" if value is None else f"{value:,}"
 
 
 @cache
@@ -37,6 +60,9 @@ def environment() -> Environment:
     )
     env.filters["pct"] = pct
     env.filters["label"] = label
+    env.filters["when"] = when
+    env.filters["num"] = num
+    env.filters["rate"] = reputation_pct
     return env
 
 

@@ -1,0 +1,429 @@
+"""The staff dashboard (outreach/web/dashboard.py) through Starlette's TestClient, on every
+store backend: each page, its figures against ``outreach report --format json``, roles and
+CSRF on the suppression forms, the report cache and its invalidation, and that every staff
+route needs a login."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from outreach.web import live
+from tests import stores
+from tests.dates import webhook_now
+from tests.tracking_support import EVENTS_T0, circular_batches
+
+pytestmark = [pytest.mark.both_backends, pytest.mark.usefixtures("fast_argon2")]
+
+PAGES = (
+    "/",
+    "/campaigns",
+    "/campaigns/december",
+    "/campaigns/december/report.csv",
+    "/contacts",
+    "/suppressions",
+)
+
+
+@pytest.fixture
+def tracked(webhook, circular_rows, sent_ws):
+    """``sent_ws`` with the circular's delivery, open, click, bounce… events stored."""
+    for batch in circular_batches(circular_rows):
+        assert webhook(batch).status_code == 200
+    return sent_ws
+
+
+def cli_report(cli, ws, *args: str) -> dict:
+    r = cli(
+        ws.root, "report", "december", "--format", "json", "--now", webhook_now().isoformat(), *args
+    )
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def metric(page: str, step: str, name: str) -> str:
+    """The figure of a key-figure card (``data-metric``) in a step's section of the page."""
+    section = page.split(f'id="step-{step}"', 1)[1].split("</section>", 1)[0]
+    found = re.search(rf'data-metric="{name}"><dt>[^<]*</dt><dd>([^<]*)</dd>', section)
+    assert found, name
+    return found.group(1)
+
+
+def bar_figure(page: str, step: str, label: str) -> str:
+    section = page.split(f'id="step-{step}"', 1)[1].split("</section>", 1)[0]
+    found = re.search(
+        rf'<tr data-metric="{re.escape(label)}">.*?<td class="figure">([^<]*)</td>', section, re.S
+    )
+    assert found, label
+    return found.group(1)
+
+
+def num(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+# ------------------------------------------------------------------------------------------
+# Every page needs a login; every staff route says which role
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_an_anonymous_visit_goes_to_the_login_page(serve_app, path) -> None:
+    r = serve_app().get(path, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("http://testserver/login?next=")
+
+
+def test_every_staff_route_requires_a_login(serve_app) -> None:
+    """The route table: everything but the public routes is guarded by ``requires``."""
+    public = {
+        "healthz",
+        "static",
+        "events",
+        "login",
+        "login_submit",
+        "logout",
+    }
+    app = serve_app().app
+    unguarded = []
+    for route in app.routes:
+        name = getattr(route, "name", None)
+        path = getattr(route, "path", "")
+        if name in public or path.startswith(("/u", "/events")):
+            continue
+        if getattr(getattr(route, "endpoint", None), "staff_role", None) is None:
+            unguarded.append((name, path))
+    assert unguarded == []
+    names = {getattr(r, "name", None) for r in app.routes}
+    assert {"home", "campaigns", "campaign", "contacts", "suppressions"} <= names
+
+
+def test_every_page_answers_a_viewer(staff_client, tracked) -> None:
+    c = staff_client("viewer")
+    for path in PAGES:
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["cache-control"] == "no-store", path
+    nav = c.get("/").text.split("<nav", 1)[1].split("</nav>", 1)[0]
+    assert 'href="/campaigns" aria-current="page"' in nav
+    assert 'href="/contacts"' in nav and 'href="/suppressions"' in nav
+    assert "/audit" not in nav  # a viewer's header has no audit log
+    assert 'href="/audit"' in staff_client("admin").get("/").text
+
+
+# ------------------------------------------------------------------------------------------
+# Campaigns
+
+
+def test_the_campaigns_page_counts_each_step(staff_client, tracked) -> None:
+    page = staff_client("viewer").get("/").text
+    assert "December reminder-action circular" in page
+    assert "2026 edition" in page
+    row = page.split('data-step="circular"', 1)[1].split("</tr>", 1)[0]
+    counts = dict(re.findall(r'data-count="(\w+)"[^>]*>([^<]*)<', row))
+    assert counts == {
+        "sent": "57",
+        "scheduled": "0",
+        "pending": "0",
+        "failed": "0",
+        "unknown": "0",
+        "cancelled": "0",
+    }
+    assert "1 Dec 2026, 09:00 EST" in row  # the due time, in the campaign's zone
+    later = page.split('data-step="human-rights-day"', 1)[1].split("</tr>", 1)[0]
+    assert "each recipient's local time" in later
+    assert re.findall(r'data-count="sent"[^>]*>([^<]*)<', later) == ["0"]
+
+
+def test_scheduled_sends_are_counted_apart(sent_ws) -> None:
+    """A send accepted for a delivery time still ahead is 'scheduled', not 'sent'; once that
+    time has passed it is 'sent'."""
+    from datetime import timedelta
+
+    from outreach.campaign import load_campaign
+    from outreach.ledger import Ledger
+
+    now = webhook_now()
+    c = load_campaign(sent_ws.root, "december", now=now)
+    ahead = (now + timedelta(hours=5)).isoformat()
+    rows = [("circular", "sent", None, 50), ("circular", "sent", ahead, 7)]
+    with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
+        real = live.step_counts(ledger, c, now)[1]["circular"]
+        soon = live.step_counts(_Proxy(ledger, rows), c, now)[1]["circular"]
+        later = live.step_counts(_Proxy(ledger, rows), c, now + timedelta(hours=6))[1]
+    assert (real["sent"], real["scheduled"]) == (57, 0)
+    assert (soon["sent"], soon["scheduled"]) == (50, 7)
+    assert (later["circular"]["sent"], later["circular"]["scheduled"]) == (57, 0)
+
+
+class _Proxy:
+    """A ledger whose step_send_times answers ``rows`` (everything else is the real one)."""
+
+    def __init__(self, ledger, rows) -> None:
+        self._ledger = ledger
+        self._rows = rows
+
+    def step_send_times(self, *args):
+        return self._rows
+
+    def __getattr__(self, name):
+        return getattr(self._ledger, name)
+
+
+# ------------------------------------------------------------------------------------------
+# The campaign's report
+
+
+@pytest.mark.parametrize(
+    ("query", "options"),
+    [
+        pytest.param("", (), id="every-step"),
+        pytest.param("?step=circular", ("--step", "circular"), id="one-step"),
+        pytest.param("?edition=2026", ("--edition", "2026"), id="edition"),
+    ],
+)
+def test_the_report_page_shows_the_clis_figures(staff_client, tracked, cli, query, options):
+    doc = cli_report(cli, tracked, *options)
+    page = staff_client("viewer").get("/campaigns/december" + query)
+    assert page.status_code == 200
+    text = page.text
+    assert f"{doc['edition']} edition" in text
+    assert doc["steps"], "the report has steps"
+    for step in doc["steps"]:
+        t = step["totals"]
+        sid = step["step"]
+        assert num(metric(text, sid, "sent")) == t["sent"]
+        assert num(metric(text, sid, "delivered")) == t["delivered"]
+        assert num(metric(text, sid, "opened")) == t["opens_unique"]
+        assert num(metric(text, sid, "clicked")) == t["clicks_unique"]
+        assert num(bar_figure(text, sid, "opened by a machine")) == t["machine_opens_unique"]
+        for label, key in [
+            ("hard bounces", "bounced_hard"),
+            ("soft bounces", "bounced_soft"),
+            ("dropped", "dropped"),
+            ("unsubscribed", "unsubscribes"),
+            ("spam reports", "spam_reports"),
+        ]:
+            assert num(bar_figure(text, sid, label)) == t[key], label
+        for link in step["links"]:
+            assert f">{link['link']}</th>" in text
+        for dim, rows in step["by"].items():
+            for row in rows:
+                assert f'<th scope="row" class="text">{row["value"]}</th>' in text, (dim, row)
+    for bucket in doc["timeline"]:
+        assert f">{bucket['bucket']}</th><td>{bucket['opens']}</td>" in text
+
+
+def test_the_report_page_has_what_the_report_has(staff_client, tracked) -> None:
+    """The comparison above is about something: the circular's events are on the page."""
+    text = staff_client("viewer").get("/campaigns/december?step=circular").text
+    assert (metric(text, "circular", "sent"), metric(text, "circular", "opened")) == ("57", "20")
+    assert metric(text, "circular", "delivered") == "53"
+    assert "model_letter" in text and "share:x" in text  # clicks per named link
+    assert "spam complaints (of delivered)" in text and "0.30 %" in text  # the limit
+    assert "Last updated" in text and "2 Dec 2026, 12:00 UTC" in text
+    assert "newest event counted" in text
+    assert "By country status" in text and "By language" in text
+    assert '<svg viewBox="0 0' in text  # the timeline chart
+    assert "<style" not in text and "style=" not in text  # the CSP allows no inline style
+
+
+def test_the_csv_download_is_the_clis_csv(staff_client, tracked, cli) -> None:
+    r = staff_client("viewer").get("/campaigns/december/report.csv?step=circular")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    assert 'filename="december-2026-circular.csv"' in r.headers["content-disposition"]
+    out = cli(
+        tracked.root,
+        "report",
+        "december",
+        "--step",
+        "circular",
+        "--format",
+        "csv",
+        "--now",
+        webhook_now().isoformat(),
+    )
+    assert r.text == out.output
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows[0]["dimension"] == "all" and rows[0]["sent"] == "57"
+
+
+def test_the_json_download_is_the_apis_document(staff_client, tracked) -> None:
+    c = staff_client("viewer")
+    page = c.get("/campaigns/december?step=circular").text
+    href = re.search(r'<a href="([^"]+)">JSON</a>', page).group(1).replace("&amp;", "&")
+    assert href.startswith("http://testserver/api/campaigns/december/report?")
+    doc = c.get(href).json()
+    assert doc["step_filter"] == "circular" and doc["edition"] == 2026
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/campaigns/nope", 404, "no campaign named"),
+        ("/campaigns/december?step=nope", 400, "nope"),
+        ("/campaigns/december?edition=next", 400, "must be a number"),
+        ("/campaigns/nope/report.csv", 404, "no campaign named"),
+    ],
+)
+def test_bad_report_requests(staff_client, path, status, words) -> None:
+    r = staff_client("viewer").get(path)
+    assert r.status_code == status and words in r.text
+
+
+def test_a_warm_view_does_not_recompute_and_new_events_do(staff_client, tracked, webhook):
+    c = staff_client("viewer")
+    cache = live.report_cache(c.app.state.services)
+    first = c.get("/campaigns/december?step=circular").text
+    assert (cache.misses, cache.hits) == (1, 0)
+    again = c.get("/campaigns/december?step=circular").text
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert metric(again, "circular", "opened") == metric(first, "circular", "opened") == "20"
+    # the API shares the cache: the same report, computed once
+    assert c.get("/api/campaigns/december/report?step=circular").status_code == 200
+    assert (cache.misses, cache.hits) == (1, 2)
+    # a new event (through the webhook, as SendGrid sends it) invalidates it
+    rows = stores.rows(tracked.root, "sends")
+    fresh = next(r for r in sorted(rows, key=lambda r: r["email"])[40:] if r["step"] == "circular")
+    event = {
+        "email": fresh["email"],
+        "timestamp": EVENTS_T0 + 7200,
+        "event": "open",
+        "sg_event_id": "late-open-1",
+        "sg_machine_open": False,
+        "send_id": fresh["send_id"],
+        "campaign": "december",
+        "step": "circular",
+    }
+    assert webhook([event]).status_code == 200
+    after = c.get("/campaigns/december?step=circular").text
+    assert cache.misses == 2
+    assert metric(after, "circular", "opened") == "21"
+
+
+# ------------------------------------------------------------------------------------------
+# One address
+
+
+def test_a_contact_lookup(staff_client, tracked, circular_rows) -> None:
+    c = staff_client("viewer")
+    bounced = circular_rows[0]["email"]  # a hard bounce (circular_batches)
+    page = c.get("/contacts", params={"email": bounced.upper()}).text
+    assert f"<h2>{bounced}</h2>" in page
+    assert "december · 2026 edition · step circular" in page
+    assert "bounced" in page
+    assert "Suppressed since" in page and "bounce" in page
+    clicker = circular_rows[4]["email"]  # opened, clicked the model letter and a share link
+    page = c.get("/contacts", params={"email": clicker}).text
+    assert "Not suppressed" in page
+    assert re.search(r"clicked model_letter[^;<]*, share:x", page)
+    nobody = c.get("/contacts", params={"email": "nobody@example.org"}).text
+    assert "Nothing was ever sent to this address." in nobody
+    assert c.get("/contacts").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------
+# Suppressions
+
+
+def form_token(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_viewers_see_the_list_but_no_forms(staff_client, tracked) -> None:
+    c = staff_client("viewer")
+    page = c.get("/suppressions").text
+    assert 'id="add-form"' not in page and 'id="remove-form"' not in page
+    assert "spamreport" in page or "spam" in page
+    r = c.post("/suppressions", data={"email": "a@example.org", "why": "x", "csrf_token": c.csrf})
+    assert r.status_code == 403 and "needs the admin role" in r.text
+    r = c.post(
+        "/suppressions/remove",
+        data={"email": "a@example.org", "why": "x", "csrf_token": c.csrf},
+    )
+    assert r.status_code == 403
+    assert all(s["email"] != "a@example.org" for s in stores.rows(tracked.root, "suppressions"))
+
+
+def test_a_search_narrows_the_list(staff_client, tracked, circular_rows) -> None:
+    c = staff_client("viewer")
+    everyone = c.get("/suppressions").text
+    total = len(stores.rows(tracked.root, "suppressions"))
+    assert f"{total} suppressed address(es)" in everyone
+    target = circular_rows[0]["email"]
+    page = c.get("/suppressions", params={"q": target[:6]}).text
+    assert target in page and f"of {total} suppressed addresses contain" in page
+    none = c.get("/suppressions", params={"q": "zzz-nobody"}).text
+    assert "0 of" in none and 'id="suppressions"' not in none
+
+
+def test_an_admin_adds_and_lifts_a_suppression(staff_client, tracked) -> None:
+    c = staff_client("admin")
+    page = c.get("/suppressions").text
+    assert 'id="add-form"' in page and 'id="remove-form"' in page
+    token = form_token(page)
+    r = c.post(
+        "/suppressions",
+        data={"email": "Someone@Example.org", "why": "asked by phone", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"].endswith("/suppressions?email=someone%40example.org&done=added")
+    shown = c.get(r.headers["location"]).text
+    assert "The address is now suppressed" in shown and "asked by phone" in shown
+    r = c.post(
+        "/suppressions/remove",
+        data={"email": "someone@example.org", "why": "typo", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and "done=lifted" in r.headers["location"]
+    again = c.post(
+        "/suppressions/remove",
+        data={"email": "someone@example.org", "why": "typo", "csrf_token": token},
+    )
+    assert again.status_code == 404 and "is not suppressed" in again.text
+    # recorded as the API records its changes: who, what, why, from where
+    audit = stores.rows(tracked.root, "audit_log")[-2:]
+    assert [(a["who"], a["action"], a["target"], a["why"], a["via"]) for a in audit] == [
+        ("admin@example.org", "suppression_add", "someone@example.org", "asked by phone", "web"),
+        ("admin@example.org", "suppression_remove", "someone@example.org", "typo", "web"),
+    ]
+    log = [
+        e
+        for e in stores.rows(tracked.root, "suppression_log")
+        if e["email"] == "someone@example.org"
+    ]
+    assert [(e["who"], e["action"], e["note"]) for e in log] == [
+        ("admin@example.org", "add", "asked by phone"),
+        ("admin@example.org", "remove", "typo"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"email": "someone@example.org"}, "say why"),
+        ({"email": "not an address", "why": "x"}, "not a valid address"),
+    ],
+)
+def test_a_bad_form_says_what_is_wrong(staff_client, sent_ws, data, words) -> None:
+    c = staff_client("admin")
+    r = c.post("/suppressions", data={**data, "csrf_token": c.csrf})
+    assert r.status_code == 400
+    assert words in r.text.lower() or "give the address and say why" in r.text.lower()
+    assert stores.rows(sent_ws.root, "suppressions") == []
+
+
+def test_a_form_without_its_csrf_token_is_403(staff_client, sent_ws) -> None:
+    c = staff_client("admin")
+    for path in ("/suppressions", "/suppressions/remove"):
+        r = c.post(path, data={"email": "someone@example.org", "why": "x"})
+        assert r.status_code == 403 and "CSRF" in r.text, path
+        r = c.post(path, data={"email": "someone@example.org", "why": "x", "csrf_token": "nope"})
+        assert r.status_code == 403, path
+    assert stores.rows(sent_ws.root, "suppressions") == []
+    assert all(a["action"] == "user_add" for a in stores.rows(sent_ws.root, "audit_log"))
