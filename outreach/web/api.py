@@ -7,11 +7,11 @@ cookie (then writes carry the CSRF token) or ``Authorization: Bearer <token>``
 ``GET /api/me``
     Who is asking: email, role, how (session or token), and the session's CSRF token.
 ``GET /api/campaigns``
-    The workspace's campaigns: title, steps with their due times (current edition), the
-    current edition, and the editions with sends.
+    The workspace's campaigns: title, steps with their due times and ledger counts (current
+    edition), the current edition, and the editions with sends.
 ``GET /api/campaigns/{campaign}/report``
     The document ``outreach report CAMPAIGN --format json`` prints (``docs/report-format.md``),
-    computed now; ``?step=``, ``?edition=``, ``?transport=`` as the command's options.
+    cached until the store changes (:mod:`outreach.web.live`); ``?step=``, ``?edition=``, ``?transport=`` as the command's options.
 ``GET /api/suppressions`` (``?email=``)
     Active suppressions, newest first (with the address's history when ``email`` is given).
 ``POST /api/suppressions`` (admin)
