@@ -16,6 +16,7 @@ from outreach.web import live
 from tests import stores
 from tests.dates import webhook_now
 from tests.tracking_support import EVENTS_T0, circular_batches
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.usefixtures("fast_argon2")]
 
@@ -275,6 +276,21 @@ def test_bad_report_requests(staff_client, path, status, words) -> None:
     assert r.status_code == status and words in r.text
 
 
+def late_open(rows: list[dict], n: int) -> dict:
+    """A human open of a circular message nobody had opened, as SendGrid posts it."""
+    fresh = sorted((r for r in rows if r["step"] == "circular"), key=lambda r: r["email"])[40 + n]
+    return {
+        "email": fresh["email"],
+        "timestamp": EVENTS_T0 + 7200 + n,
+        "event": "open",
+        "sg_event_id": f"late-open-{n}",
+        "sg_machine_open": False,
+        "send_id": fresh["send_id"],
+        "campaign": "december",
+        "step": "circular",
+    }
+
+
 def test_a_warm_view_does_not_recompute_and_new_events_do(staff_client, tracked, webhook):
     c = staff_client("viewer")
     cache = live.report_cache(c.app.state.services)
@@ -283,26 +299,37 @@ def test_a_warm_view_does_not_recompute_and_new_events_do(staff_client, tracked,
     again = c.get("/campaigns/december?step=circular").text
     assert (cache.misses, cache.hits) == (1, 1)
     assert metric(again, "circular", "opened") == metric(first, "circular", "opened") == "20"
+    assert 'id="stale"' not in again
     # the API shares the cache: the same report, computed once
     assert c.get("/api/campaigns/december/report?step=circular").status_code == 200
     assert (cache.misses, cache.hits) == (1, 2)
-    # a new event (through the webhook, as SendGrid sends it) invalidates it
+    # a new event (through the webhook, as SendGrid sends it) invalidates it: the page shows
+    # the figures it has at once, says they are being updated, and has them computed again
     rows = stores.rows(tracked.root, "sends")
-    fresh = next(r for r in sorted(rows, key=lambda r: r["email"])[40:] if r["step"] == "circular")
-    event = {
-        "email": fresh["email"],
-        "timestamp": EVENTS_T0 + 7200,
-        "event": "open",
-        "sg_event_id": "late-open-1",
-        "sg_machine_open": False,
-        "send_id": fresh["send_id"],
-        "campaign": "december",
-        "step": "circular",
-    }
-    assert webhook([event]).status_code == 200
+    assert webhook([late_open(rows, 0)]).status_code == 200
+    stale = c.get("/campaigns/december?step=circular").text
+    assert cache.stale == 1 and 'id="stale"' in stale
+    assert metric(stale, "circular", "opened") == "20"
+    assert wait_until(lambda: cache.misses == 2 and not cache.running, 60, what="the update")
     after = c.get("/campaigns/december?step=circular").text
-    assert cache.misses == 2
-    assert metric(after, "circular", "opened") == "21"
+    assert metric(after, "circular", "opened") == "21" and 'id="stale"' not in after
+    # the API waits for up-to-date figures
+    assert webhook([late_open(rows, 1)]).status_code == 200
+    doc = c.get("/api/campaigns/december/report?step=circular").json()
+    assert doc["steps"][0]["totals"]["opens_unique"] == 22 and cache.misses == 3
+
+
+def test_the_campaigns_page_starts_each_report(staff_client, tracked) -> None:
+    """The page a login lands on has the campaign's report computed in the background: the
+    view that follows finds it ready (or waits for that same computation)."""
+    c = staff_client("viewer")
+    cache = live.report_cache(c.app.state.services)
+    assert c.get("/").status_code == 200
+    assert wait_until(lambda: cache.misses == 1 and not cache.running, 60, what="the report")
+    assert c.get("/campaigns/december").status_code == 200
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert c.get("/").status_code == 200  # up to date: nothing more to compute
+    assert (cache.misses, cache.running) == (1, {})
 
 
 # ------------------------------------------------------------------------------------------
@@ -427,3 +454,11 @@ def test_a_form_without_its_csrf_token_is_403(staff_client, sent_ws) -> None:
         assert r.status_code == 403, path
     assert stores.rows(sent_ws.root, "suppressions") == []
     assert all(a["action"] == "user_add" for a in stores.rows(sent_ws.root, "audit_log"))
+
+
+def test_what_is_typed_is_shown_escaped(staff_client) -> None:
+    c = staff_client("viewer")
+    page = c.get("/contacts", params={"email": "<script>x</script>@example.org"}).text
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;@example.org" in page
+    page = c.get("/suppressions", params={"q": '"><b>bold'}).text
+    assert "<b>bold" not in page and "&#34;&gt;&lt;b&gt;bold" in page

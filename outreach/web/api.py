@@ -119,6 +119,7 @@ async def campaign_report(request: Request) -> Response:
         return _store_error(exc)
     except OutreachError as exc:
         return api_error(400, "bad-request", exc.message)
+    assert found is not None  # the API waits for up-to-date figures
     return _json(found.report.as_dict())
 
 

@@ -97,6 +97,7 @@ def create_app(
         try:
             yield
         finally:
+            await services.drain()  # e.g. a report being computed
             services.close()
             # logged on shutdown (uvicorn re-raises SIGTERM/SIGINT after this, ending the process)
             log.info("worker %d stopped: %s", os.getpid(), services.stats.summary())

@@ -75,6 +75,11 @@ async def campaigns_page(request: Request) -> Response:
     for c in found.campaigns:  # due times as datetimes, in the campaign's zone
         for step, resolved in zip(c["steps"], c["campaign"].steps, strict=True):
             step["due"] = resolved.send_at
+    for c in found.campaigns:  # the report a visitor opens next: computed, or on its way
+        try:
+            await live.warm(sv, c["name"])
+        except (LedgerError, OutreachError) as exc:
+            log.warning("could not start the report of %s: %s", c["name"], exc.message)
     return sv.page(
         request,
         "dashboard/campaigns.html",
@@ -102,13 +107,17 @@ async def report_page(request: Request) -> Response:
     name = request.path_params["campaign"]
     try:
         options = _report_options(request)
-        found = await live.live_report(sv, name, **options)
+        # older figures are shown at once, marked, while newer ones are computed
+        found = await live.live_report(sv, name, **options, wait=False)
+        if found is None:  # nothing yet: wait for the first computation
+            found = await live.live_report(sv, name, **options)
     except live.NotFound as exc:
         return _problem(request, 404, "No such campaign", exc.message)
     except LedgerError as exc:
         return _unavailable(request, exc)
     except OutreachError as exc:
         return _problem(request, 400, "Cannot show this report", exc.message)
+    assert found is not None
     rep = found.report
     query = {k: v for k, v in (("step", options["step"]), ("edition", rep.edition)) if v}
     return sv.page(

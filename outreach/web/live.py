@@ -17,7 +17,9 @@ version: the next view recomputes. A warm view costs that one cheap query and th
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,6 +36,8 @@ from outreach.ledger import Ledger
 from outreach.report import LinkNamer, Report
 from outreach.store.codes import AuditAction, AuditVia, SendStatus
 from outreach.web.services import Services
+
+log = logging.getLogger("outreach.server")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a campaign file's stem, no path
 CACHE_SIZE = 32  # reports kept per worker (each is a few kilobytes of aggregates)
@@ -72,21 +76,34 @@ def edition_param(raw: str | None) -> int | None:
 # Campaigns and their steps
 
 
-def step_counts(
-    ledger: Ledger, c: Campaign, now: datetime
-) -> tuple[str | None, dict[str, dict[str, int]]]:
-    """(transport, {step: {sent, scheduled, pending, failed, unknown, cancelled}}) of ``c``'s
-    edition, for the transport its report uses. ``scheduled``: accepted by the provider, to be
-    delivered at a time still ahead (local-time steps); ``sent`` counts the others."""
+def step_rows(ledger: Ledger, c: Campaign) -> tuple[str | None, list[tuple], list[int]]:
+    """What the step counts of ``c``'s edition are made of: (the transport its report uses,
+    :meth:`~outreach.store.base.Store.step_send_times` through it, the editions with sends)."""
     transport = reports.choose_transport(ledger, c.name, c.edition, None)
+    rows = ledger.step_send_times(c.name, c.edition, transport)
+    return transport, rows, sorted(ledger.editions(c.name))
+
+
+def count_steps(c: Campaign, rows: list[tuple], now: datetime) -> dict[str, dict[str, int]]:
+    """{step: {sent, scheduled, pending, failed, unknown, cancelled}} from :func:`step_rows`.
+    ``scheduled``: accepted by the provider, to be delivered at a time still ahead (local-time
+    steps); ``sent`` counts the others."""
     out = {s.id: dict.fromkeys(COUNT_KEYS, 0) for s in c.steps}
-    for step, status, send_at, n in ledger.step_send_times(c.name, c.edition, transport):
+    for step, status, send_at, n in rows:
         counts = out.setdefault(step, dict.fromkeys(COUNT_KEYS, 0))
         key = str(status)
         if key == SendStatus.SENT and send_at and _after(send_at, now):
             key = "scheduled"
         counts[key] = counts.get(key, 0) + n
-    return transport, out
+    return out
+
+
+def step_counts(
+    ledger: Ledger, c: Campaign, now: datetime
+) -> tuple[str | None, dict[str, dict[str, int]]]:
+    """(transport, :func:`count_steps`) of ``c``'s edition, read now."""
+    transport, rows, _editions = step_rows(ledger, c)
+    return transport, count_steps(c, rows, now)
 
 
 def _after(iso: str, now: datetime) -> bool:
@@ -99,16 +116,22 @@ def _after(iso: str, now: datetime) -> bool:
     return at > now
 
 
-def campaign_summary(ledger: Ledger, c: Campaign, now: datetime) -> dict:
+def summary(
+    c: Campaign,
+    transport: str | None,
+    rows: list[tuple],
+    editions: list[int],
+    now: datetime,
+) -> dict:
     """A campaign for ``GET /api/campaigns`` and the campaigns page: its steps with their due
     times and counts (the current edition), and the editions with sends."""
-    transport, counts = step_counts(ledger, c, now)
+    counts = count_steps(c, rows, now)
     return {
         "name": c.name,
         "title": c.title,
         "recurs": c.spec.recurs,
         "current_edition": c.current_edition(now),
-        "editions": sorted(ledger.editions(c.name)),
+        "editions": editions,
         "transport": transport,
         "steps": [
             {
@@ -132,15 +155,23 @@ async def campaigns(sv: Services) -> Campaigns:
     """Every campaign of the workspace (current edition), and the files that do not load."""
     now = sv.now()
     found, problems = [], []
+    # the store's figures of each campaign, kept until the store changes (like reports)
+    kept: dict = sv.caches.setdefault("step_rows", {})
+    version = None
     for name in campaign_names(sv):
         try:
             c = await run_in_threadpool(load_campaign, sv.ws.root, name, now=now)
         except OutreachError as exc:
             problems.append({"name": name, "error": exc.message})
             continue
-        summary = await sv.db(campaign_summary, c, now)
-        summary["campaign"] = c
-        found.append(summary)
+        if version is None:
+            version = await sv.db(Ledger.data_version)
+        hit = kept.get((name, c.edition))
+        if hit is None or hit[0] != version:
+            hit = kept[(name, c.edition)] = (version, *(await sv.db(step_rows, c)))
+        one = summary(c, *hit[1:], now)
+        one["campaign"] = c
+        found.append(one)
     return Campaigns(found, problems)
 
 
@@ -159,23 +190,19 @@ class LiveReport:
     steps: list[str] = field(default_factory=list)  # the campaign's step ids
     editions: list[int] = field(default_factory=list)  # the editions with sends
     cached: bool = False  # served from the cache
+    stale: bool = False  # the store has changed since: newer figures are being computed
 
 
 @dataclass
 class ReportCache:
-    """The reports one worker computed, newest use last (see the module's docstring)."""
+    """The reports one worker computed, newest use last, and the computations under way (see
+    the module's docstring)."""
 
     entries: OrderedDict = field(default_factory=OrderedDict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    hits: int = 0
-    misses: int = 0
-
-    def get(self, key: tuple, version: tuple) -> LiveReport | None:
-        found = self.entries.get(key)
-        if found is None or found.version != version:
-            return None
-        self.entries.move_to_end(key)
-        return found
+    running: dict = field(default_factory=dict)  # key → asyncio.Task computing it
+    hits: int = 0  # answered from the cache, up to date
+    stale: int = 0  # answered from the cache while newer figures were being computed
+    misses: int = 0  # computations
 
     def put(self, key: tuple, live: LiveReport) -> None:
         self.entries[key] = live
@@ -192,13 +219,53 @@ def report_cache(sv: Services) -> ReportCache:
     return cache
 
 
+_COMPUTING = threading.Lock()  # one report computed at a time per worker (memory, 2 cores)
+
+
 def _compute(
-    ledger: Ledger, c: Campaign, step: str | None, transport: str | None, latest: bool, now
-):
-    c, tname, data = reports.read(ledger, c, step, transport=transport, latest=latest, now=now)
+    sv: Services, c: Campaign, step: str | None, transport: str | None, latest: bool, now
+) -> tuple:
+    """Read a report's data on a connection of its own, so that logins and other pages of
+    this worker are not held behind a read of a million events; then build it."""
+    with (
+        _COMPUTING,
+        Ledger.open(sv.ws.db_url(), sv.ws.root, purpose="outreach serve (report)") as ledger,
+    ):
+        c, tname, data = reports.read(ledger, c, step, transport=transport, latest=latest, now=now)
+        editions = sorted(ledger.editions(c.name))
     ts = data.ev_ts[~np.isnan(data.ev_ts)] if len(data.ev_ts) else data.ev_ts
     last = datetime.fromtimestamp(float(ts.max()), UTC) if len(ts) else None
-    return c, tname, data, last, sorted(ledger.editions(c.name))
+    rep = reports.build(c, data, tname, step, now=now)
+    return rep, last, [s.id for s in c.steps], editions
+
+
+async def _refresh(
+    sv: Services,
+    cache: ReportCache,
+    key: tuple,
+    c: Campaign,
+    step: str | None,
+    transport: str | None,
+    latest: bool,
+    version: tuple,
+) -> LiveReport:
+    now = sv.now()
+    try:
+        cache.misses += 1
+        rep, last, steps, editions = await run_in_threadpool(
+            _compute, sv, c, step, transport, latest, now
+        )
+        live = LiveReport(rep, now, last, version, steps, editions)
+        cache.put(key, live)
+        return live
+    finally:
+        cache.running.pop(key, None)
+
+
+def _logged(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.error("computing a report failed: %s", getattr(exc, "message", exc))
 
 
 async def live_report(
@@ -208,9 +275,16 @@ async def live_report(
     step: str | None = None,
     edition: int | None = None,
     transport: str | None = None,
-) -> LiveReport:
+    wait: bool = True,
+) -> LiveReport | None:
     """The report ``outreach report NAME`` would print now (``--step``, ``--edition``,
     ``--transport``), from the cache when nothing changed since it was computed.
+
+    When the store has changed, the report is computed again (one computation per report at a
+    time: a second view waits for the same one). ``wait=False`` (the dashboard's page) does
+    not wait when older figures are cached: they are answered, marked ``stale``, while the
+    new ones are computed in the background; and answers None when nothing is cached (it
+    only starts the computation: :func:`warm`).
 
     Raises :class:`NotFound`, :class:`ConfigError` (a bad step or edition) or LedgerError."""
     check_name(sv, name)
@@ -222,25 +296,30 @@ async def live_report(
     key = (name, edition, step, transport, c.current_edition(now), path.stat().st_mtime_ns)
     cache = report_cache(sv)
     version = await sv.db(Ledger.data_version)
-    found = cache.get(key, version)
-    if found is not None:
+    found: LiveReport | None = cache.entries.get(key)
+    if found is not None and found.version == version:
         cache.hits += 1
+        cache.entries.move_to_end(key)
         return replace(found, cached=True)
-    async with cache.lock:  # one computation at a time: a second view waits for the first
-        version = await sv.db(Ledger.data_version)
-        found = cache.get(key, version)
-        if found is not None:
-            cache.hits += 1
-            return replace(found, cached=True)
-        cache.misses += 1
-        c, tname, data, last, editions = await sv.db(
-            _compute, c, step, transport, edition is None, now
-        )
-        rep = await run_in_threadpool(reports.build, c, data, tname, step, now=now)
-        del data
-        live = LiveReport(rep, now, last, version, [s.id for s in c.steps], editions)
-        cache.put(key, live)
-        return live
+    task = cache.running.get(key)
+    if task is None:
+        task = sv.spawn(_refresh(sv, cache, key, c, step, transport, edition is None, version))
+        task.add_done_callback(_logged)
+        cache.running[key] = task
+    if not wait:
+        if found is None:
+            return None
+        cache.stale += 1
+        return replace(found, cached=True, stale=True)
+    # shielded: a visitor who leaves does not cancel what the next one will need
+    return await asyncio.shield(task)
+
+
+async def warm(sv: Services, name: str) -> None:
+    """Start computing ``name``'s default report (every step, latest edition) unless it is
+    cached and up to date: the campaigns page asks for each campaign, so that the report a
+    visitor opens next is ready, or on its way."""
+    await live_report(sv, name, wait=False)
 
 
 # ------------------------------------------------------------------------------------------

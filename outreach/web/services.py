@@ -7,12 +7,13 @@ which runs a store call in a worker thread, one call at a time (one connection p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -113,6 +114,7 @@ class Services:
         self.gate: Gate | None = None  # the staff login (outreach.web.auth), set by its routes
         # per-worker caches of route modules (outreach.web.live keeps computed reports here)
         self.caches: dict[str, Any] = {}
+        self.tasks: set[asyncio.Task] = set()  # background work, awaited at shutdown
         self._lock = threading.Lock()
 
     # -- the store ---------------------------------------------------------------------------
@@ -137,6 +139,18 @@ class Services:
             if self.ledger is None:
                 raise RuntimeError("the app's store is not open (was the lifespan started?)")
             return fn(self.ledger, *args, **kw)
+
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` in the background; the worker waits for it before it stops."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for the background work (at shutdown, before the store is closed)."""
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def now(self) -> datetime:
         """The app's clock as an aware datetime (UTC)."""
