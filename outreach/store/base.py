@@ -1019,6 +1019,11 @@ class Store(AccountStatements):
         n, changed = self._one("SELECT count(*), max(updated_at) FROM sends") or (0, None)
         return (int(last_event or 0), int(n or 0), str(changed or ""))
 
+    def refresh_statistics(self) -> None:
+        """Give the query planner fresh statistics after a bulk load (PostgreSQL's ANALYZE;
+        autovacuum does it by itself where it is on). SQLite: nothing (its plans are fixed by
+        the indexes)."""
+
     def step_send_times(
         self, campaign: str, edition: int, transport: str | None = None
     ) -> list[tuple[str, str, str | None, int]]:

@@ -259,6 +259,10 @@ class PostgresStore(Store):
 
         return self._call(run)
 
+    def refresh_statistics(self) -> None:
+        self._exec("ANALYZE sends")
+        self._exec("ANALYZE events")
+
     # -- the report ---------------------------------------------------------------------------
 
     def report_rows(self, campaign, edition, transport, step, window) -> ReportRows:
