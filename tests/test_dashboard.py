@@ -462,3 +462,47 @@ def test_what_is_typed_is_shown_escaped(staff_client) -> None:
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;@example.org" in page
     page = c.get("/suppressions", params={"q": '"><b>bold'}).text
     assert "<b>bold" not in page and "&#34;&gt;&lt;b&gt;bold" in page
+
+
+def test_the_data_version_moves_with_events_and_sends(sent_ws, circular_rows) -> None:
+    """The cache key's store part (Store.data_version) changes when an event is stored or a
+    send is written, and stays put otherwise."""
+    from outreach.ledger import Ledger
+    from outreach.store.base import EVENT_COLUMNS
+
+    row = circular_rows[0]
+    event = dict.fromkeys(EVENT_COLUMNS)
+    event.update(
+        sg_event_id="version-1",
+        event="open",
+        email=row["email"],
+        timestamp=EVENTS_T0,
+        send_id=row["send_id"],
+        campaign="december",
+        edition=2026,
+        step="circular",
+        machine_open=0,
+        matched=1,
+        source="test",
+        received_at="2026-12-02T12:00:00.000+00:00",
+    )
+    with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
+        before = ledger.data_version()
+        assert before[1] == 57 and ledger.data_version() == before
+        ledger.insert_events([tuple(event[c] for c in EVENT_COLUMNS)])
+        after = ledger.data_version()
+        assert after[0] > before[0] and after[1:] == before[1:]
+        ledger.refresh_statistics()  # on either backend
+        assert ledger.data_version() == after
+        ledger.record_test_send("december", 2026, "circular", "v", "t@example.org", "outbox", None)
+        assert ledger.data_version() == after  # a test send is no send of the campaign
+        ledger.mark_cancelled(
+            [row["send_id"]],
+            "test",
+            provider_batch_id="none",
+            campaign="december",
+            edition=2026,
+            step="circular",
+        )
+        changed = ledger.data_version()
+        assert changed[:2] == after[:2] and changed[2] > after[2]  # a send changed status
