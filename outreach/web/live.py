@@ -11,7 +11,10 @@ the reports it computed, keyed by what they depend on: the campaign, the ``?edit
 campaign file's modification time (its link names), and the store's
 :meth:`~outreach.store.base.Store.data_version` (the last event id, the number of sends and the
 last change to one). Any event stored, by any worker or ``outreach events import``, changes the
-version: the next view recomputes. A warm view costs that one cheap query and the page.
+version: the report is computed again, in the background on a connection of its own (logins
+and other pages do not wait behind it), one computation per worker at a time. The dashboard's
+page shows the older figures meanwhile, marked as being updated; the API waits. A warm view
+costs the version query, the campaign file and the page.
 """
 
 from __future__ import annotations
