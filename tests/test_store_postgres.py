@@ -326,7 +326,8 @@ def test_a_lost_connection_without_the_lock_reconnects(tmp_path: Path) -> None:
     url = stores.new_url("postgresql", tmp_path)
     with Store.open(url, purpose="outreach reader") as store:
         store.ping()
-        assert stores.SERVER[0].terminate("outreach reader") == 1
+        # ≥ 1: the connection that ran the migrations may still be listed while it exits
+        assert stores.SERVER[0].terminate("outreach reader") >= 1
         with pytest.raises(LedgerError, match="lost the connection"):
             store.ping()
         store.ping()  # reconnected
