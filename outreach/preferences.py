@@ -97,8 +97,8 @@ def record(
         info = find_send(ledger, send_id)
         if info is None:
             return None
-        before = of_recipient(ledger, info.email, info.campaign)
-        email = info.email.lower()
+        before = of_recipient(ledger, info.email.strip(), info.campaign)
+        email = info.email.strip().lower()
         if kind is PreferenceKind.LANGUAGE:
             changed = before.languages.get(email) != language
             scope = ALL_CAMPAIGNS
@@ -119,3 +119,23 @@ def record(
         return Recorded(info, changed)
 
     return ledger.atomic(work)
+
+
+@dataclass(frozen=True)
+class RecipientState:
+    """What the page of one send shows about its recipient."""
+
+    left: bool  # left the send's campaign
+    language: str | None  # the language chosen, if any
+    suppressed: bool  # unsubscribed from everything (or bounced, complained…)
+
+
+def recipient_state(ledger: Ledger, info: SendInfo) -> RecipientState:
+    """The current choices of the recipient of ``info`` about its campaign."""
+    email = info.email.strip().lower()
+    prefs = of_recipient(ledger, email, info.campaign)
+    return RecipientState(
+        left=email in prefs.left,
+        language=prefs.languages.get(email),
+        suppressed=bool(ledger.suppression_rows(email)),
+    )
