@@ -90,6 +90,38 @@ def prefs(ws, email: str | None = None) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------
+# The footer's link
+
+
+FOOTER = {
+    "en": "Manage your preferences or unsubscribe",
+    "es": "Gestionar sus preferencias o darse de baja",
+    "fr": "Gérer vos préférences ou vous désabonner",
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "es", "fr"])
+def test_every_message_links_its_own_preference_page(circular_rows, sent_ws, lang) -> None:
+    from email import message_from_bytes
+
+    from outreach.transports.outbox import eml_name
+
+    row = first_in(circular_rows, lang)
+    path = sent_ws.root / "outbox" / "december" / "2026" / "circular"
+    msg = message_from_bytes((path / eml_name(row["email"], row["send_id"])).read_bytes())
+    url = f"https://outreach.escr-net.org/u/{row['send_id']}"
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
+    assert f"{FOOTER[lang]} ({url})" in parts["text/plain"]
+    assert re.search(rf'<a href="{url}"[^>]*>{FOOTER[lang]}</a>', parts["text/html"])
+    assert msg["List-Unsubscribe"].startswith(f"<{url}>")  # the one-click POST's target
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+# ------------------------------------------------------------------------------------------
 # The page
 
 
