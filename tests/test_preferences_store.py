@@ -147,3 +147,38 @@ def test_db_copy_moves_the_preferences(backend, tmp_path, workspace, cli) -> Non
             at=T,
         )
         assert [r["id"] for r in dst.table_rows("preferences")] == [1, 2, 3, 4]
+
+
+def test_recorded_choices_reach_the_plan(backend, workspace, cli) -> None:
+    """On either backend: a choice recorded for one send's recipient changes the next plan."""
+    import json
+    from datetime import UTC, datetime
+
+    from outreach import preferences
+    from tests.dates import BEFORE_CIRCULAR, LAST_CALL_DUE
+
+    r = cli(workspace, "send", "december", "--step", "circular", "--yes", "--now", BEFORE_CIRCULAR)
+    assert r.exit_code == 0, r.output
+    sends = stores.rows(workspace)
+    leaver, switcher = sends[0], next(s for s in sends[1:] if s["language"] != "fr")
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    with stores.open_store(workspace) as store:
+        left = preferences.record(
+            store, leaver["send_id"], PreferenceKind.LEAVE_CAMPAIGN, client=None, now=now
+        )
+        assert left is not None and left.changed and left.info.email == leaver["email"]
+        assert preferences.record(
+            store, switcher["send_id"], PreferenceKind.LANGUAGE, "fr", client=None, now=now
+        ).changed
+        assert preferences.record(store, "f" * 32, PreferenceKind.LANGUAGE, "fr", client=None,
+                                  now=now) is None  # fmt: skip
+        assert preferences.record(store, "test", PreferenceKind.LEAVE_CAMPAIGN, client=None,
+                                  now=now) is None  # fmt: skip
+        assert len(store.preference_rows()) == 2
+    r = cli(workspace, "status", "december", "--json", "--now", LAST_CALL_DUE)
+    last = next(s for s in json.loads(r.output)["steps"] if s["id"] == "last-call")
+    assert last["excluded"]["left_campaign"] == 1
+    r = cli(workspace, "send", "december", "--step", "last-call", "--yes", "--now", LAST_CALL_DUE)
+    assert r.exit_code == 0, r.output
+    sent = {s["email"]: s for s in stores.rows(workspace, step="last-call")}
+    assert leaver["email"] not in sent and sent[switcher["email"]]["language"] == "fr"
