@@ -17,6 +17,7 @@ class Reason(StrEnum):
     NOT_IN_SEGMENTS = "not_in_segments"
     EXCLUDED_SEGMENT = "excluded_segment"
     SUPPRESSED = "suppressed"
+    LEFT_CAMPAIGN = "left_campaign"  # chose "leave this campaign" on their preference page
     OPENED = "opened"  # did_not_open follow-up: they opened the earlier step
     CLICKED = "clicked"  # did_not_click follow-up: they clicked in the earlier step
     DID_NOT_CLICK = "did_not_click"  # clicked follow-up: they did not click that link
@@ -41,6 +42,10 @@ _WORDS: dict[Reason, tuple[str, str | None]] = {
     Reason.NOT_IN_SEGMENTS: ("not in the step's segments", None),
     Reason.EXCLUDED_SEGMENT: ("in excluded segment {detail!r}", None),
     Reason.SUPPRESSED: ("suppressed: {detail}", None),
+    Reason.LEFT_CAMPAIGN: (
+        "left this campaign on their preference page",
+        "they still get the coalition's other campaigns",
+    ),
     Reason.OPENED: ("opened {step}", None),
     Reason.CLICKED: ("clicked in {step}", None),
     Reason.DID_NOT_CLICK: ("did not click {detail} in {step}", None),

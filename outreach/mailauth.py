@@ -86,11 +86,12 @@ class Lookup:
 
     resolver: dns.resolver.Resolver
 
-    def _answer(self, name: str, rdtype: str):
+    def _resolve(self, name: str, rdtype: str):
+        """The answer; NXDOMAIN and NoAnswer pass through, other DNS trouble is DnsTrouble."""
         try:
             return self.resolver.resolve(name, rdtype, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
+            raise
         except dns.resolver.NoNameservers:
             raise DnsTrouble(f"the DNS server failed to answer for {name}") from None
         except dns.exception.Timeout:
@@ -98,21 +99,21 @@ class Lookup:
         except dns.exception.DNSException as exc:
             raise DnsTrouble(f"DNS lookup of {name} failed ({exc})") from None
 
+    def _answer(self, name: str, rdtype: str):
+        try:
+            return self._resolve(name, rdtype)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+
     def exists(self, name: str) -> bool:
         """Whether the name exists at all (NXDOMAIN says it does not; no SOA record there is
         still an existing name)."""
         try:
-            self.resolver.resolve(name, "SOA", search=False)
+            self._resolve(name, "SOA")
         except dns.resolver.NXDOMAIN:
             return False
         except dns.resolver.NoAnswer:
             return True
-        except dns.resolver.NoNameservers:
-            raise DnsTrouble(f"the DNS server failed to answer for {name}") from None
-        except dns.exception.Timeout:
-            raise DnsTrouble(f"DNS did not answer in time for {name}") from None
-        except dns.exception.DNSException as exc:
-            raise DnsTrouble(f"DNS lookup of {name} failed ({exc})") from None
         return True
 
     def txt(self, name: str) -> list[str] | None:

@@ -13,7 +13,7 @@ requests. Nothing here writes anything.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from outreach.countries import CountryTable
 from outreach.exceptions import ConfigError
 from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger, Row, new_id
+from outreach.preferences import Preferences
 from outreach.render import Renderer, Variant
 from outreach.transports import Batch, Capability, Recipient, Transport
 
@@ -146,8 +147,10 @@ def exclusion(
     follow: FollowUp | None,
     row: Row | None,
     options: SendOptions,
+    left: frozenset[str] = frozenset(),
 ) -> Exclusion | None:
-    """Why ``contact`` does not get the step (None: it does), in the order the plan reports."""
+    """Why ``contact`` does not get the step (None: it does), in the order the plan reports.
+    ``left``: the lower-case addresses that left the campaign on their preference page."""
     if segment is None:
         return Exclusion(Reason.NOT_IN_SEGMENTS)
     if excluded_segment:
@@ -155,6 +158,8 @@ def exclusion(
     why = suppressed.get(contact.key)
     if why:
         return Exclusion(Reason.SUPPRESSED, why)
+    if contact.key in left:
+        return Exclusion(Reason.LEFT_CAMPAIGN)
     if follow is not None and contact.contact_id not in follow.allowed:
         if contact.contact_id in follow.received:
             return follow.out
@@ -293,9 +298,14 @@ def plan_step(
     ledger: Ledger,
     suppressed: dict[str, str],
     budget: int | None,
+    preferences: Preferences | None = None,
 ) -> int | None:
-    """Plan ``sp`` (recipients, exclusions, batches, notes); returns what is left of --limit."""
+    """Plan ``sp`` (recipients, exclusions, batches, notes); returns what is left of --limit.
+    ``preferences``: the recipients' choices (who left the campaign, who chose a language)."""
     campaign, options, step = plan.campaign, plan.options, sp.step
+    prefs = preferences or Preferences()
+    offered = set(campaign.languages)
+    chose_language = 0
     aud = step.spec.audience
     as_of = as_of_date(step)
     existing = ledger.rows(campaign.name, campaign.edition, step.id, plan.transport.name)
@@ -311,7 +321,7 @@ def plan_step(
             else None
         )
         row = existing.get(contact.contact_id)
-        why = exclusion(contact, segment, excluded, suppressed, follow, row, options)
+        why = exclusion(contact, segment, excluded, suppressed, follow, row, options, prefs.left)
         if why is not None:
             sp.exclude(why, None if why.reason is Reason.NOT_IN_SEGMENTS else contact)
             continue
@@ -328,11 +338,19 @@ def plan_step(
             sp.exclude(Exclusion(Reason.OVER_LIMIT), contact)
             continue
         send_id = row.send_id if row is not None else new_id()
+        chosen = prefs.language(contact.key, offered) if prefs.languages else None
+        if chosen is not None and chosen != contact.language:
+            contact = replace(contact, language=chosen)  # their choice beats the list's column
+            chose_language += 1
         rec = variants.recipient(contact, send_id, segment, status, send_at)  # type: ignore[arg-type]
         sp.recipients.append(rec)
         sp.breakdown[(segment, status, rec.language)] += 1
         if budget is not None:
             budget -= 1
+    if chose_language:
+        sp.notes.append(
+            f"{chose_language} contact(s) get the language they chose on their preference page"
+        )
     sp.notes.extend(variants.notes())
     requests(plan, sp, variants.by_variant, uncertain)
     return budget

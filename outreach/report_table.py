@@ -168,12 +168,17 @@ def print_report(rep: Report) -> None:
         console.print(r)
 
 
-def report_text(rep: Report, width: int = 120) -> str:
+def _plain(renderables: list, width: int) -> str:
+    """Renderables as plain text (no colours), ``width`` columns wide."""
     buf = io.StringIO()
     c = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
-    for r in report_renderables(rep):
+    for r in renderables:
         c.print(r)
     return buf.getvalue()
+
+
+def report_text(rep: Report, width: int = 120) -> str:
+    return _plain(report_renderables(rep), width)
 
 
 def _value(metric: str, v: float | None) -> str:
@@ -232,11 +237,7 @@ def comparison_renderables(cmp: Comparison) -> list:
 
 
 def comparison_text(cmp: Comparison, width: int = 120) -> str:
-    buf = io.StringIO()
-    c = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
-    for r in comparison_renderables(cmp):
-        c.print(r)
-    return buf.getvalue()
+    return _plain(comparison_renderables(cmp), width)
 
 
 def print_comparison(cmp: Comparison) -> None:

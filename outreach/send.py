@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from outreach import executor, planner
+from outreach import executor, planner, preferences
 from outreach.campaign import Campaign, ResolvedStep, load_campaign
 from outreach.contacts import (
     ContactList,
@@ -263,8 +263,9 @@ def _prepare(ws: Workspace, name: str, options: SendOptions, ledger: Ledger) -> 
     )
     budget = options.limit
     suppressed = ledger.suppressed()
+    choices = preferences.for_campaign(ledger, campaign.name)
     for sp in steps:
-        budget = planner.plan_step(plan, sp, ledger, suppressed, budget)
+        budget = planner.plan_step(plan, sp, ledger, suppressed, budget, choices)
     plan.steps = [sp for sp in steps if sp.recipients or sp.state in ("forced",) or sp.exclusions]
     return plan
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +31,30 @@ ENV = (
     "SENDGRID_WEBHOOK_PUBLIC_KEY",
     "OUTREACH_DNS_SERVER",
 )
+
+SEND_CIRCULAR = ("send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now")
+
+
+def start_send(root: Path, api_url: str, *extra: str) -> subprocess.Popen:
+    """A real ``outreach send`` of the circular (due) against the SendGrid at ``api_url``."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": api_url, "SENDGRID_TIMEOUT": "20"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-C", str(root), *SEND_CIRCULAR, CIRCULAR_DUE, *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish_send(root: Path, api_url: str, *extra: str) -> str:
+    """:func:`start_send` to its end, which must be a success that never shows the key."""
+    proc = start_send(root, api_url, *extra)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert KEY not in out
+    return out
 
 
 UNSUBSCRIBE_TODO = (

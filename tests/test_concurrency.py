@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -21,13 +19,14 @@ from outreach.send import QuietUI, clock_from
 from tests.dates import CIRCULAR_DUE
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendgrid_helpers import (
-    ENV,
     KEY,
     batches,
     copy_example,
     edit,
+    finish_send,
     rows,
     run_send,
+    start_send,
     use_fake,
 )
 from tests.waiting import wait_until
@@ -89,7 +88,7 @@ def test_concurrency_1_and_8_give_the_same_ledger_and_messages(
     for n in (1, 8):
         # at 8, answers slow enough that the next requests surely leave meanwhile, even on a
         # loaded machine (the in-flight count below is what this run proves)
-        with FakeSendGrid(key=KEY, clock=clock, delay=0.03 if n == 1 else 0.3) as fake:
+        with FakeSendGrid(key=KEY, clock=clock, delay=0.03 if n == 1 else 1.0) as fake:
             use_fake(monkeypatch, fake.url)
             root = example(tmp_path / f"c{n}", 2)
             summary, plan = run_send(root, "december", steps=("circular",), concurrency=n)
@@ -157,27 +156,6 @@ def test_a_request_that_hangs_past_the_timeout_does_not_hold_up_the_others(
 # ------------------------------------------------------------------------------------------
 # SIGKILL with several requests in flight
 
-ARGS = ["send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now", CIRCULAR_DUE]
-
-
-def start(root: Path, fake: FakeSendGrid, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ENV}
-    env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": fake.url, "SENDGRID_TIMEOUT": "20"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "-C", str(root), *ARGS, *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish(root: Path, fake: FakeSendGrid, *extra: str) -> str:
-    proc = start(root, fake, *extra)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    return out
-
 
 @pytest.mark.slow
 def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplicate(
@@ -186,7 +164,7 @@ def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplica
     n = 4
     fake.delay = 0.6  # every request is accepted at once and answered 0.6 s later
     # 1. killed while exactly n requests are on the wire
-    proc = start(ws, fake, "--concurrency", str(n))
+    proc = start_send(ws, fake.url, "--concurrency", str(n))
     try:
         assert wait_until(lambda: fake.in_flight >= n, 60, proc=proc, what=f"{n} in flight")
     finally:
@@ -205,7 +183,7 @@ def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplica
     unknown_batches = [len(handed)]
     for _ in range(3):
         before = {b["batch_id"] for b in batches(ws) if b["status"] in ("unknown", "reconciled")}
-        proc = start(ws, fake, "--concurrency", str(n))
+        proc = start_send(ws, fake.url, "--concurrency", str(n))
         time.sleep(rng.uniform(1.2, 3.0))  # start-up is about 1 s
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -216,7 +194,7 @@ def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplica
     # 3. the run after the crashes: no duplicate, unknown only what was on the wire
     fake.delay = 0.0
     left = any(r["status"] == "pending" for r in rows(ws))  # the last kill may land early
-    out = finish(ws, fake)
+    out = finish_send(ws, fake.url)
     assert ("in-flight messages were checked" in out) == left
     received = fake.received_by()
     assert set(received.values()) == {1}, "a recipient got the circular twice"
@@ -228,7 +206,7 @@ def test_sigkill_with_requests_in_flight_leaves_at_most_n_unknown_and_no_duplica
     unknown = [r for r in ledger if r["status"] == "unknown"]
     assert len({r["batch_id"] for r in unknown}) <= n * len(unknown_batches)
     # never resent without --resend-unknown
-    finish(ws, fake)
+    finish_send(ws, fake.url)
     assert fake.received_by() == received
     print(
         f"\nSIGKILL with {n} in flight, 4 kills: batches in doubt per kill {unknown_batches}, "

@@ -1,6 +1,6 @@
 """The pages in headless Chromium, on a phone (375 px) and a laptop (1280 px): the recipients'
-unsubscribe pages served by a real ``outreach serve`` (stylesheet allowed by the CSP, the
-button really POSTs), and the self-contained report and outbox index read on a phone.
+preference and unsubscribe pages served by a real ``outreach serve`` (stylesheet allowed by the
+CSP, the buttons really POST), and the self-contained report and outbox index read on a phone.
 Screenshots go to ``OUTREACH_SCREENSHOT_DIR`` when it is set."""
 
 from __future__ import annotations
@@ -79,7 +79,17 @@ def test_unsubscribe_pages_on_a_phone_and_a_laptop(sent_ws, circular_rows, signe
                 assert got["buttonContrast"] >= 4.5 and got["textContrast"] >= 4.5, got
                 assert row["email"] not in page.content()
                 _shot(page, f"unsubscribe-{lang}-{width}.png")
-                page.click("button")
+                # the preference page: leave this campaign only, then come back to the page
+                page.click("button[type=submit] >> nth=0")
+                page.wait_for_load_state("load")
+                left = {"es": "Hecho: ", "fr": "C’est fait : "}[lang]
+                assert left in page.inner_text("main")
+                assert page.evaluate(LAYOUT)["overflow"] <= 0
+                _shot(page, f"preferences-done-{lang}-{width}.png")
+                page.click("main a")
+                page.wait_for_load_state("load")
+                # leave every mailing: the form that POSTs like a one-click client
+                page.click("form:not([action]) button")
                 page.wait_for_load_state("load")
                 done = {"es": "Se ha dado de baja", "fr": "Votre désabonnement"}[lang]
                 assert done in page.inner_text("main")
@@ -91,8 +101,10 @@ def test_unsubscribe_pages_on_a_phone_and_a_laptop(sent_ws, circular_rows, signe
     with Ledger.open(sent_ws.db_url(), sent_ws.root) as ledger:
         active = ledger.suppressed()
         notes = [e["note"] for e in history(ledger)]
+        left = [(p["email"], p["kind"]) for p in ledger.preference_rows()]
     assert set(active) == {r["email"].lower() for r in rows.values()}
     assert all("confirmation page" in n for n in notes)
+    assert left == [(r["email"].lower(), "leave_campaign") for r in rows.values()]
 
 
 def test_the_report_and_the_outbox_index_read_on_a_phone(sent_ws, tmp_path) -> None:

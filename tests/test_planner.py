@@ -54,6 +54,18 @@ def test_exclusion_reasons_in_order(plan) -> None:
     assert why(row=_row("failed")) is None  # retried
     # the first reason wins: a suppressed contact already sent is counted as suppressed
     assert why(suppressed={contact.key: "manual"}, row=_row("sent")).reason is Reason.SUPPRESSED
+    # left the campaign on their preference page: after suppressions, before everything else
+    left = frozenset({contact.key})
+    assert exclusion(contact, "members", None, {}, None, None, opts, left) == Exclusion(
+        Reason.LEFT_CAMPAIGN
+    )
+    assert exclusion(contact, "members", None, {}, follow, _row("sent"), opts, left) == (
+        Exclusion(Reason.LEFT_CAMPAIGN)
+    )
+    assert exclusion(contact, "members", None, {contact.key: "bounce"}, None, None, opts, left) == (
+        Exclusion(Reason.SUPPRESSED, "bounce")
+    )
+    assert Exclusion(Reason.LEFT_CAMPAIGN).code == "left_campaign"
 
 
 def test_codes_and_words() -> None:

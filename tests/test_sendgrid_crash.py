@@ -7,21 +7,24 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.dates import CIRCULAR_DUE
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import ENV, KEY, batches, copy_example, edit, rows
+from tests.sendgrid_helpers import (
+    batches,
+    copy_example,
+    edit,
+    finish_send,
+    rows,
+    start_send,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_backends]
 
-ARGS = ["send", "december", "--step", "circular", "--skip-invalid", "--yes", "--now", CIRCULAR_DUE]
 VALID = 57
 
 
@@ -33,30 +36,10 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-def start(ws: Path, fake: FakeSendGrid, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ENV}
-    env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": fake.url, "SENDGRID_TIMEOUT": "20"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "-C", str(ws), *ARGS, *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish(ws: Path, fake: FakeSendGrid, *extra: str) -> str:
-    proc = start(ws, fake, *extra)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert KEY not in out
-    return out
-
-
 def kill_in_flight(ws: Path, fake: FakeSendGrid, nth: int) -> list[dict]:
     """Start a send (one request at a time), SIGKILL it while the ``nth`` mail/send request
     is being answered. (Several at a time: tests/test_concurrency.py.)"""
-    proc = start(ws, fake, "--concurrency", "1")
+    proc = start_send(ws, fake.url, "--concurrency", "1")
     try:
         assert fake.wait_for_mail(nth, timeout=60, proc=proc), "the send never reached the fake"
     finally:
@@ -88,7 +71,7 @@ def test_killed_while_sendgrid_accepts_a_batch(ws: Path, fake: FakeSendGrid) -> 
     assert in_flight <= set(fake.received_by())
     assert not queued & set(fake.received_by())
     fake.delay = 0.0
-    out = finish(ws, fake)
+    out = finish_send(ws, fake.url)
     assert f"in-flight messages were checked: {len(in_flight)} unknown" in out
     assert f"{len(queued)} never handed off" in out
     assert "outcome unknown (pass --resend-unknown to resend)" in out
@@ -101,9 +84,9 @@ def test_killed_while_sendgrid_accepts_a_batch(ws: Path, fake: FakeSendGrid) -> 
         "unknown": len(in_flight),
     }
     # only an explicit --resend-unknown sends them again
-    finish(ws, fake)
+    finish_send(ws, fake.url)
     assert fake.received_by() == received
-    finish(ws, fake, "--resend-unknown")
+    finish_send(ws, fake.url, "--resend-unknown")
     assert fake.received_by() == received + Counter(in_flight)
 
 
@@ -114,12 +97,12 @@ def test_killed_before_sendgrid_accepts_a_batch(ws: Path, fake: FakeSendGrid) ->
     in_flight = handed_off(ws, ledger)
     assert in_flight and not in_flight & set(fake.received_by())
     fake.delay = 0.0
-    finish(ws, fake)
+    finish_send(ws, fake.url)
     received = fake.received_by()
     assert set(received.values()) == {1}
     assert set(received) | in_flight == {r["email"].lower() for r in rows(ws)}
     assert len(received) == VALID - len(in_flight)
-    finish(ws, fake, "--resend-unknown")
+    finish_send(ws, fake.url, "--resend-unknown")
     received = fake.received_by()
     assert sum(received.values()) == VALID and set(received.values()) == {1}  # each exactly once
 
@@ -128,12 +111,12 @@ def test_killed_at_random_moments(ws: Path, fake: FakeSendGrid) -> None:
     rng = random.Random(20261210)
     fake.delay = 0.15
     for _ in range(3):
-        proc = start(ws, fake)
+        proc = start_send(ws, fake.url)
         time.sleep(rng.uniform(0.8, 2.5))  # start-up is ~1 s: sometimes before, mostly during
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     fake.delay = 0.0
-    finish(ws, fake)
+    finish_send(ws, fake.url)
     received = fake.received_by()
     ledger = rows(ws)
     status = Counter(r["status"] for r in ledger)
@@ -142,5 +125,5 @@ def test_killed_at_random_moments(ws: Path, fake: FakeSendGrid) -> None:
     assert status["sent"] + status["unknown"] == VALID
     sent = {r["email"].lower() for r in ledger if r["status"] == "sent"}
     assert sent <= set(received)  # what the ledger calls sent really arrived
-    finish(ws, fake, "--resend-unknown")
+    finish_send(ws, fake.url, "--resend-unknown")
     assert set(fake.received_by()) == {r["email"].lower() for r in rows(ws)}

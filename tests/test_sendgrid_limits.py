@@ -179,14 +179,13 @@ _text = st.one_of(
 )
 
 
-def received(t: SendGridTransport, body: str) -> list[tuple]:
-    """What SendGrid builds from a request body, per personalization: subject, HTML and text
-    with the substitutions applied (as the fake does), merged custom_args and headers."""
-    data = json.loads(body)
+def _as_received(data: dict, personalizations) -> list[tuple]:
+    """What SendGrid builds per personalization of a request body: subject, HTML and text with
+    the substitutions applied (as the fake does), merged custom_args and headers."""
     content = {c["type"]: c["value"] for c in data["content"]}
     filler = FakeSendGrid()._filler
     out = []
-    for p in data["personalizations"]:
+    for p in personalizations:
         fill = filler(p.get("substitutions") or {})
         out.append(
             (
@@ -200,30 +199,19 @@ def received(t: SendGridTransport, body: str) -> list[tuple]:
             )
         )
     return out
+
+
+def received(t: SendGridTransport, body: str) -> list[tuple]:
+    """What SendGrid builds from a request body (the fast path's)."""
+    data = json.loads(body)
+    return _as_received(data, data["personalizations"])
 
 
 def reference(t: SendGridTransport, batch: Batch) -> list[tuple]:
     """The same from the plain form: every marker filled from :meth:`personalization`."""
     shape = t._shape(batch.variant, batch.step.id, batch.test)
     data = json.loads("{" + shape.common + "}")
-    content = {c["type"]: c["value"] for c in data["content"]}
-    filler = FakeSendGrid()._filler
-    out = []
-    for r in batch.recipients:
-        p = t.personalization(batch, r)
-        fill = filler(p.get("substitutions") or {})
-        out.append(
-            (
-                p["to"],
-                fill(data["subject"]),
-                fill(content["text/html"]),
-                fill(content["text/plain"]),
-                {**data.get("custom_args", {}), **p["custom_args"]},
-                {**data.get("headers", {}), **p.get("headers", {})},
-                p.get("send_at"),
-            )
-        )
-    return out
+    return _as_received(data, (t.personalization(batch, r) for r in batch.recipients))
 
 
 @settings(

@@ -5,7 +5,6 @@ processes ingesting at once, the database going away and coming back, connection
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from tests import stores
 from tests.dates import CIRCULAR_DUE
 from tests.pg_proxy import Proxy
 from tests.sendgrid_fake import FakeSendGrid
-from tests.sendgrid_helpers import ENV, KEY, copy_example, edit
+from tests.sendgrid_helpers import copy_example, edit, start_send
 from tests.tracking_support import Signer, http, make_workspace, run_server, send_outbox
 
 pytestmark = [pytest.mark.postgresql_only, pytest.mark.slow]
@@ -265,33 +264,6 @@ def test_connections_killed_mid_ingestion_lose_nothing(tmp_path: Path) -> None:
         assert store.counts()["events"] == sum(len(b) for b in batches)
 
 
-def _send(ws: Path, fake: FakeSendGrid, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ENV}
-    env |= {"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": fake.url, "SENDGRID_TIMEOUT": "20"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "outreach",
-            "-C",
-            str(ws),
-            "send",
-            "december",
-            "--step",
-            "circular",
-            "--skip-invalid",
-            "--yes",
-            "--now",
-            CIRCULAR_DUE,
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_a_send_whose_connection_is_killed_stops_before_the_next_hand_off(
     tmp_path: Path, fake: FakeSendGrid
 ) -> None:
@@ -300,7 +272,7 @@ def test_a_send_whose_connection_is_killed_stops_before_the_next_hand_off(
     fake.delay = 0.5  # each request is answered half a second after it arrived
     # one request at a time, so that "the next hand-off" is well defined (tests/
     # test_concurrency.py covers crashes with several requests in flight)
-    proc = _send(ws, fake, "--concurrency", "1")
+    proc = start_send(ws, fake.url, "--concurrency", "1")
     try:
         assert fake.wait_for_mail(3, timeout=60, proc=proc), "the send never reached the fake"
         assert stores.SERVER[0].terminate("outreach send%") >= 1
@@ -326,7 +298,7 @@ def test_a_send_whose_connection_is_killed_stops_before_the_next_hand_off(
     assert not {e for e, r in ledger.items() if r["batch_id"] in queued} & set(received)
     # the next run reconciles (what was in flight is unknown) and sends the rest, once
     fake.delay = 0.0
-    proc = _send(ws, fake)
+    proc = start_send(ws, fake.url)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     received = fake.received_by()
@@ -354,7 +326,8 @@ def test_a_lost_connection_without_the_lock_reconnects(tmp_path: Path) -> None:
     url = stores.new_url("postgresql", tmp_path)
     with Store.open(url, purpose="outreach reader") as store:
         store.ping()
-        assert stores.SERVER[0].terminate("outreach reader") == 1
+        # ≥ 1: the connection that ran the migrations may still be listed while it exits
+        assert stores.SERVER[0].terminate("outreach reader") >= 1
         with pytest.raises(LedgerError, match="lost the connection"):
             store.ping()
         store.ping()  # reconnected

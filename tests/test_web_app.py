@@ -31,6 +31,7 @@ def test_the_route_table(sent_ws, signer) -> None:
         ("/static", "mount"),
         ("/events", ("POST",)),
         ("/u/{token}", ("GET", "HEAD", "POST")),
+        ("/u/{token}/preferences", ("POST",)),
         ("/login", ("GET", "HEAD")),
         ("/login", ("POST",)),
         ("/logout", ("POST",)),

@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from outreach.exceptions import LedgerError, Location
 from outreach.store.accounts import AccountStatements
-from outreach.store.codes import BatchStatus, SendStatus, SuppressionAction
+from outreach.store.codes import (
+    ALL_CAMPAIGNS,
+    BatchStatus,
+    PreferenceKind,
+    PreferenceSource,
+    SendStatus,
+    SuppressionAction,
+)
 from outreach.store.ids import iso, now_iso
 from outreach.store.url import StoreURL
 
@@ -75,11 +82,20 @@ TABLES = (
     "users",
     "api_tokens",
     "audit_log",
+    "preferences",
 )
 # tables that `db copy` leaves behind but tests and `db status` may read
 TRANSIENT_TABLES = ("sessions", "login_failures")
 # tables whose integer id comes from the database (their sequence follows a copy)
-SERIAL_TABLES = ("runs", "test_sends", "events", "suppression_log", "users", "audit_log")
+SERIAL_TABLES = (
+    "runs",
+    "test_sends",
+    "events",
+    "suppression_log",
+    "users",
+    "audit_log",
+    "preferences",
+)
 
 EVENT_COLUMNS = (
     "sg_event_id",
@@ -924,6 +940,58 @@ class Store(AccountStatements):
             args = (email,)
         return self._dicts(sql + " ORDER BY id", args)
 
+    # -- recipients' preferences -------------------------------------------------------------
+
+    def add_preference(
+        self,
+        email: str,
+        campaign: str,
+        kind: PreferenceKind,
+        language: str | None,
+        *,
+        source: PreferenceSource,
+        send_id: str | None,
+        client: str | None,
+        at: str,
+    ) -> None:
+        """Record one choice of a recipient (``campaign``: a name, or ``*`` for every mailing)."""
+        with self.transaction():
+            self._exec(
+                "INSERT INTO preferences (email, campaign, kind, language, created_at, source, "
+                "send_id, client) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    email.lower(),
+                    campaign,
+                    PreferenceKind(kind).value,
+                    language,
+                    at,
+                    PreferenceSource(source).value,
+                    send_id,
+                    client,
+                ),
+            )
+
+    def campaign_preferences(self, campaign: str) -> list[tuple[str, str, str, str | None]]:
+        """(email, campaign, kind, language) of every choice that concerns ``campaign`` (its
+        own, and those about every mailing), oldest first."""
+        return self._all(
+            "SELECT email, campaign, kind, language FROM preferences "
+            "WHERE campaign IN (?, ?) ORDER BY id",
+            (campaign, ALL_CAMPAIGNS),
+        )
+
+    def preference_rows(self, email: str | None = None) -> list[dict]:
+        """Recorded choices (optionally of one address), oldest first."""
+        sql = (
+            "SELECT email, campaign, kind, language, created_at, source, send_id, client "
+            "FROM preferences"
+        )
+        args: tuple = ()
+        if email:
+            sql += " WHERE email = ?"
+            args = (email.lower(),)
+        return self._dicts(sql + " ORDER BY id", args)
+
     # -- scheduled sends ----------------------------------------------------------------------
 
     def scheduled_rows(
@@ -1126,6 +1194,7 @@ _ORDER = {
     "users": "id",
     "api_tokens": "created_at, id",
     "audit_log": "id",
+    "preferences": "id",
     "sessions": "created_at, id",
     "login_failures": "id",
 }

@@ -91,5 +91,23 @@ class AuditVia(StrEnum):
     API = "api"  # the JSON API (session and CSRF token, or a bearer token)
 
 
+ALL_CAMPAIGNS = "*"  # ``preferences.campaign`` of a choice about every coalition mailing
+
+
+class PreferenceKind(StrEnum):
+    """``preferences.kind``: a recipient's choice on the preference page (the newest row of a
+    kind decides; leaving every mailing is a suppression, not a preference)."""
+
+    LEAVE_CAMPAIGN = "leave_campaign"  # no more messages of this campaign (any edition)
+    REJOIN_CAMPAIGN = "rejoin_campaign"  # undoes leave_campaign
+    LANGUAGE = "language"  # messages in this language, whatever the list says
+
+
+class PreferenceSource(StrEnum):
+    """``preferences.source``: where a choice was made."""
+
+    PAGE = "page"  # the recipient's page behind the footer link (<unsubscribe.url>/<send_id>)
+
+
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     return tuple(m.value for m in enum)

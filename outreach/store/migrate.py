@@ -16,7 +16,7 @@ from outreach.exceptions import LedgerError
 if TYPE_CHECKING:
     from outreach.store.base import Store
 
-HEAD = "0007"  # the newest revision in migrations/versions (tests/test_store.py checks it)
+HEAD = "0008"  # the newest revision in migrations/versions (tests/test_store.py checks it)
 SCHEMA_VERSION = int(HEAD)
 LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,8 +48,9 @@ def ensure_schema(store: Store) -> None:
     upgrade(store)
 
 
-def upgrade(store: Store) -> None:
-    """Run the migrations from the store's revision to :data:`HEAD`."""
+def upgrade(store: Store, to: str = HEAD) -> None:
+    """Run the migrations from the store's revision to ``to`` (:data:`HEAD`; an older
+    revision only to test the upgrade from it)."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -67,7 +68,7 @@ def upgrade(store: Store) -> None:
     try:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, HEAD)
+            command.upgrade(config, to)
     except sa.exc.DBAPIError as exc:
         err = store._translate(exc.orig) if exc.orig is not None else None  # type: ignore[arg-type]
         if err is None:
