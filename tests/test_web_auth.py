@@ -612,7 +612,12 @@ def test_passwords_sessions_and_tokens_are_never_stored_in_clear(
     session_id = session_cookie.rpartition(".")[0]
     made = accounts.new_token(sent_ws, staff_accounts["viewer"], by="tests")
     c.get("/api/me", headers={"Authorization": f"Bearer {made.token}"})
-    secrets = [STAFF_PASSWORD, session_id, made.token, made.token.rsplit("_", 1)[1]]
+    secrets = [
+        STAFF_PASSWORD,
+        session_id,
+        made.token,
+        made.token.split("_", 2)[2],
+    ]  # ot_<id>_<secret>
     with stores.open_store(sent_ws.root) as store:
         dump = repr(
             {
