@@ -138,6 +138,11 @@ class _Norm:
     original: dict
 
 
+# json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str) without building
+# an encoder for every event
+_raw_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def _normalize(event: object, index: int) -> _Norm:
     if not isinstance(event, dict):
         raise EventError(
@@ -161,7 +166,7 @@ def _normalize(event: object, index: int) -> _Norm:
         type=_text(event.get("type")),
         reason=_text(event.get("reason")),
         machine_open=int(_truthy(event.get("sg_machine_open"))),
-        raw=json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str),
+        raw=_raw_json(event),
         original=event,
     )
 
