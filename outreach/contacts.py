@@ -219,6 +219,11 @@ def _decode(raw: bytes, source: str) -> tuple[str, str, set[int], list[Issue]]:
     return "\n".join(out), enc, bad, issues
 
 
+# encodings that _decode read as a whole, without replacing anything: the codec that reads the
+# same text from the raw bytes (the BOM included)
+_STREAMED = {"utf-8": "utf-8", "utf-8 (BOM)": "utf-8-sig", "utf-16": "utf-16"}
+
+
 def _read_csv(path: Path, source: str) -> _Table:
     """Read the header now and the rows lazily (a million-row list is never held as cells)."""
     try:
@@ -226,10 +231,20 @@ def _read_csv(path: Path, source: str) -> _Table:
     except OSError as exc:
         raise ListError(f"cannot read the file: {exc.strerror}", where=source) from None
     text, enc, bad_lines, issues = _decode(raw, source)
-    del raw
-    first = text.split("\n", 1)[0]
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]
     delimiter = max(",;\t", key=first.count) if first else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    codec = _STREAMED.get(enc)
+    if codec is not None:
+        # decode the bytes again as they are read: io.StringIO(text) would copy the whole
+        # text at 4 bytes a character (300 MB for a million rows) for as long as rows are read
+        del text
+        stream: io.TextIOBase = io.TextIOWrapper(io.BytesIO(raw), encoding=codec, newline="")
+    else:  # re-assembled from lines decoded one by one (see _decode)
+        del raw
+        stream = io.StringIO(text, newline="")
+        del text
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -463,7 +478,10 @@ def load_contacts(
             issues.extend(row_issues)
             if contact is None:
                 continue
-            first = seen.get(contact.key)
+            key = contact.key
+            if key == contact.email:
+                key = contact.email  # one string, not a second copy per contact while loading
+            first = seen.get(key)
             if first is not None:
                 issues.append(
                     Issue(
@@ -487,7 +505,7 @@ def load_contacts(
                     )
                 )
                 continue
-            seen[contact.key] = contact
+            seen[key] = contact
             seen_ids[contact.contact_id] = contact
             contacts.append(contact)
         # rows are read lazily, so the reader's own issues (decoding) are complete only now;

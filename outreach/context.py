@@ -235,6 +235,17 @@ class RecipientValues(Mapping[str, Any]):
             return self._unsub if self._unsub_of is None else self._unsub_of(self._unsub)
         raise KeyError(key)
 
+    def kept(self, makers: dict[int, ValuesOf]) -> Mapping[str, Any] | ValuesOf:
+        """What a plan keeps for this recipient: a maker shared by every recipient with the
+        same country values (from ``makers``) when the URL is rebuilt from the send id, else
+        these values."""
+        if self._unsub_of is None:
+            return self
+        maker = makers.get(id(self._country))
+        if maker is None or maker.unsubscribe_of is not self._unsub_of:
+            maker = makers[id(self._country)] = ValuesOf(self._country, self._unsub_of)
+        return maker
+
     def __iter__(self) -> Iterator[str]:
         yield "unsubscribe_url"
         for name in (*CONTACT_FIELDS, *self._contact.extra):
@@ -244,6 +255,20 @@ class RecipientValues(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return 1 + len(CONTACT_FIELDS) + len(self._contact.extra) + len(self._country)
+
+
+class ValuesOf:
+    """Builds :class:`RecipientValues` from (contact, send id) for the recipients that share
+    one country's values and one unsubscribe function (see :meth:`RecipientValues.kept`)."""
+
+    __slots__ = ("country", "unsubscribe_of")
+
+    def __init__(self, country: Mapping[str, Any], unsubscribe_of: Callable[[str], str]) -> None:
+        self.country = country  # also keeps the shared mapping (and so its id) alive
+        self.unsubscribe_of = unsubscribe_of
+
+    def __call__(self, contact: Contact, send_id: str) -> RecipientValues:
+        return RecipientValues(contact, self.country, self.unsubscribe_of, send_id)
 
 
 def country_values_for(country: Country | None, lang: str, as_of: date) -> Mapping[str, Any]:

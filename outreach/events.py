@@ -8,7 +8,7 @@ message carries as top-level event keys (``send_id``, ``contact_id``, ``campaign
 falling back to ``sg_message_id``, whose part before the first ``.`` is the ``X-Message-Id``
 recorded on the row (with the address to pick the row within a batch). Events that match no
 row are stored with ``matched = 0`` and reported: nothing is dropped. New events also update
-the suppression list (:func:`outreach.suppressions.from_event`), in the same transaction.
+the suppression list (:func:`outreach.suppressions.from_events`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -138,6 +138,11 @@ class _Norm:
     original: dict
 
 
+# json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str) without building
+# an encoder for every event
+_raw_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def _normalize(event: object, index: int) -> _Norm:
     if not isinstance(event, dict):
         raise EventError(
@@ -161,7 +166,7 @@ def _normalize(event: object, index: int) -> _Norm:
         type=_text(event.get("type")),
         reason=_text(event.get("reason")),
         machine_open=int(_truthy(event.get("sg_machine_open"))),
-        raw=json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str),
+        raw=_raw_json(event),
         original=event,
     )
 
@@ -293,10 +298,9 @@ def _store(
     # unsubscribe); addresses go in one order, so concurrent ingestions lock their rows in the
     # same order and do not deadlock
     new.sort(key=lambda i: ((evs[i].email or "").strip().lower(), evs[i].timestamp or 0, i))
-    for i in new:
-        result.suppressions_changed += suppressions.from_event(
-            ledger, evs[i].original, source=source, who=who or _who(source)
-        )
+    result.suppressions_changed += suppressions.from_events(
+        ledger, (evs[i].original for i in new), source=source, who=who or _who(source)
+    )
     return result
 
 

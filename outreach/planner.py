@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from outreach.campaign import Campaign, ResolvedStep
 from outreach.checks import Checkup
 from outreach.contacts import Contact, ContactList, Issue, country_status, segment_of
-from outreach.context import ContextBuilder, as_of_date
+from outreach.context import ContextBuilder, RecipientValues, ValuesOf, as_of_date
 from outreach.countries import CountryTable
 from outreach.exceptions import ConfigError
 from outreach.exclusions import Exclusion, Reason
@@ -218,6 +218,7 @@ class Variants:
         # one bound method for all: each recipient's values keep a reference to it (a new
         # bound method per recipient cost 64 bytes each, 64 MB for a million)
         self.unsubscribe_url = plan.transport.unsubscribe_url
+        self.makers: dict[int, ValuesOf] = {}  # id(country values) → their values maker
 
     def recipient(
         self,
@@ -254,7 +255,10 @@ class Variants:
             renderer.verify(variant, template, lang, data, subject, preheader)
             self.checked.add(variant.id)
         sp.variants[variant.id] = variant
-        rec = Recipient(send_id, contact, segment, status, lang, data.flat_values(), send_at)
+        values = data.flat_values()
+        if isinstance(values, RecipientValues):
+            values = values.kept(self.makers)
+        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
         self.by_variant[variant.id].append(rec)
         return rec
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from outreach.checks import Check, Checkup
 from outreach.content_checks import alt_text, categories, clipping, todo_links, unsubscribe_ready
 from outreach.exceptions import SendAborted
-from outreach.report import step_health
 from outreach.reputation import health_check, previous_step
 
 if TYPE_CHECKING:
@@ -60,6 +59,10 @@ def reputation_checks(plan: SendPlan, ledger: Ledger) -> list[Check]:
         prev = previous_step(ids, sent, sp.step.id)
         if prev is None or prev in out:
             continue
+        # imported here: the report needs pandas and numpy (~50 MB, seconds to import), which a
+        # send of a first step never uses
+        from outreach.report import step_health
+
         out[prev] = health_check(step_health(ledger, campaign, transport, prev), sp.step.id)
     return list(out.values())
 

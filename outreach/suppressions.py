@@ -4,7 +4,7 @@ The ``suppressions`` table holds one active row per lower-case address (its ``re
 short code the send plan shows: ``suppressed: bounce``); ``suppression_log`` keeps every
 change with who, when, why and the source. Suppressions come from
 
-* tracking events (:func:`from_event`, called by :func:`outreach.events.ingest`):
+* tracking events (:func:`from_events`, called by :func:`outreach.events.ingest`):
   ``bounce`` of type ``bounce`` (hard; ``blocked`` is soft and is not suppressed),
   ``dropped`` because the address is invalid, bounced, reported spam or unsubscribed,
   ``spamreport``, ``unsubscribe`` and ``group_unsubscribe``; ``group_resubscribe`` lifts a
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from outreach.exceptions import ConfigError, OutreachError, TransportError
 from outreach.store import Store as Ledger
 from outreach.store import now_iso
-from outreach.store.codes import SuppressionReason
+from outreach.store.codes import SuppressionAction, SuppressionReason
 from outreach.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -194,6 +194,52 @@ def from_event(ledger: Ledger, event: dict, *, source: str, who: str) -> int:
     if action == "suppress":
         return int(suppress(ledger, email, reason, source=source, who=who, why=why, at=at))
     return int(lift(ledger, email, source=source, who=who, why=why, only=LIFTABLE, not_after=at))
+
+
+def from_events(ledger: Ledger, events: Iterable[dict], *, source: str, who: str) -> int:
+    """:func:`from_event` for each event in turn (new events, in the order their changes must
+    apply), with one read of the addresses' suppressions and the changes written together;
+    returns how many events changed something. Same outcome, rows and log as one by one."""
+    todo = []
+    for event in events:
+        rule = rule_for(event)
+        email = event.get("email")
+        if rule is None or not isinstance(email, str) or not email.strip():
+            continue
+        action, reason, why = rule
+        ts = event.get("timestamp")
+        at = _ts_iso(ts if isinstance(ts, int | float) else None)
+        todo.append((email.strip().lower(), action, reason, why, at))
+    if not todo:
+        return 0
+    changed = 0
+    with ledger.transaction():
+        state: dict[str, tuple[str, str]] = ledger.suppressions_of(sorted({t[0] for t in todo}))
+        existed = set(state)
+        rows: dict[str, tuple | None] = {}
+        log: list[tuple] = []
+        for key, action, reason, why, at in todo:
+            row = state.get(key)
+            if action == "suppress":  # as suppress()
+                reason = SuppressionReason(reason)
+                if row is not None and (
+                    row[0] == reason or row[0] not in LIFTABLE or reason in LIFTABLE
+                ):
+                    continue
+                state[key] = (reason, at)
+                rows[key] = (reason, source, why, at, who)
+                act = SuppressionAction.REPLACE if row is not None else SuppressionAction.ADD
+                log.append((key, act, reason, source, who, why))
+            else:  # as lift(only=LIFTABLE, not_after=at)
+                if row is None or row[0] not in LIFTABLE or row[1] > at:
+                    continue
+                del state[key]
+                rows[key] = None
+                log.append((key, SuppressionAction.REMOVE, row[0], source, who, why))
+            changed += 1
+        if log:
+            ledger.write_suppressions(rows, existed, log)
+    return changed
 
 
 # ------------------------------------------------------------------------------------------

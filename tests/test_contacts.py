@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,37 @@ def test_utf8_bom_is_read(tmp_path: Path) -> None:
     r = load(tmp_path, ("\ufeff" + HEADER + "a@example.org,Zoë,,,FR,fr,ally,\n").encode("utf-8"))
     assert r.contacts[0].first_name == "Zoë"
     assert r.encodings["c.csv"] == "utf-8 (BOM)"
+
+
+LINE_ENDINGS_TEXT = (
+    HEADER + 'a@example.org,Zoë,"Line\r\nTwo",,FR,fr,ally,\r\n'
+    "\r\nb@example.org,Ana,,,AR,es,ally,\rc@example.org,José,,,ES,es,ally,\n"
+    "B@example.org,Dup,,,AR,es,ally,\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "label"),
+    [("utf-8", "utf-8"), ("utf-8-sig", "utf-8 (BOM)"), ("utf-16", "utf-16")],
+)
+def test_streamed_encodings_read_like_the_decoded_text(
+    tmp_path: Path, encoding: str, label: str
+) -> None:
+    """UTF-8 (with or without BOM) and UTF-16 lists are decoded as they are read: the same
+    cells, row numbers and issues as reading the decoded text (CR, CRLF, quoted line breaks)."""
+    r = load(tmp_path, LINE_ENDINGS_TEXT.encode(encoding))
+    # a Windows-1252 file is decoded line by line and read from the re-assembled text
+    expected = load(tmp_path, LINE_ENDINGS_TEXT.encode("cp1252"), name="plain.csv")
+    assert r.encodings["c.csv"] == label
+    assert [(c.row, c.email, c.first_name, c.last_name) for c in r.contacts] == [
+        (2, "a@example.org", "Zoë", "Line Two"),
+        (5, "b@example.org", "Ana", ""),
+        (6, "c@example.org", "José", ""),
+    ]
+    assert r.contacts == [replace(c, source="c.csv") for c in expected.contacts]
+    assert [(i.row, i.message) for i in r.issues] == [
+        (7, "duplicate of c.csv:5 (B@example.org); c.csv:5 is kept")
+    ]
 
 
 def test_latin1_export_is_read_with_a_warning(tmp_path: Path) -> None:

@@ -19,7 +19,15 @@ from outreach.exceptions import ConfigError, EventError
 from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger
 from outreach.send import SendOptions, prepare
-from outreach.suppressions import add, history, listing, remove, rule_for
+from outreach.suppressions import (
+    add,
+    from_event,
+    from_events,
+    history,
+    listing,
+    remove,
+    rule_for,
+)
 from outreach.workspace import Workspace
 from tests import stores
 from tests.dates import LAST_CALL_DUE
@@ -185,6 +193,69 @@ def test_ingest_is_idempotent_whatever_the_batches(
         assert set(led.suppressed()) == expected
 
 
+SUPPRESSING = [
+    ("bounce", {"type": "bounce"}),
+    ("bounce", {"type": "blocked"}),
+    ("dropped", {"reason": "Invalid"}),
+    ("spamreport", {}),
+    ("unsubscribe", {}),
+    ("group_unsubscribe", {}),
+    ("group_resubscribe", {}),
+    ("open", {}),
+]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    picks=st.lists(
+        st.tuples(
+            st.integers(0, 9), st.sampled_from(SUPPRESSING), st.integers(0, 3), st.booleans()
+        ),
+        max_size=30,
+    ),
+    before=st.lists(st.tuples(st.integers(0, 9), st.sampled_from(SUPPRESSING[:6])), max_size=4),
+)
+def test_batched_suppressions_equal_one_event_at_a_time(
+    ws: Workspace, backend: str, tmp_path_factory, picks, before
+) -> None:
+    """``from_events`` (one read, batched writes) leaves the same suppressions and the same
+    log as ``from_event`` applied event by event, from the same starting suppressions."""
+    r = None
+    results = []
+    for batched in (True, False):
+        fresh = stores.new_url(backend, tmp_path_factory.mktemp("example"))
+        stores.copy_store(ws.db_url(), fresh)
+        with Ledger.open(fresh) as led:
+            r = rows(led)
+            for i, (kind, extra) in before:  # suppressions already there
+                from_event(led, ev(r[i], kind, **extra), source="webhook", who="earlier")
+            events = [
+                ev(r[i], kind, timestamp=1_796_000_000 + n, **extra)
+                | ({"email": r[i]["email"].upper()} if upper else {})
+                for i, (kind, extra), n, upper in picks
+            ]
+            with led.transaction():
+                if batched:
+                    n = from_events(led, events, source="webhook", who="SendGrid")
+                else:
+                    n = sum(from_event(led, e, source="webhook", who="SendGrid") for e in events)
+            results.append(
+                (
+                    n,
+                    sorted(led.table_rows("suppressions"), key=lambda x: x["email"]),
+                    [
+                        {k: v for k, v in x.items() if k not in ("id", "at")}
+                        for x in led.table_rows("suppression_log")
+                    ],
+                )
+            )
+    assert results[0] == results[1]
+
+
+# ------------------------------------------------------------------------------------------
+# suppression rules
 # ------------------------------------------------------------------------------------------
 # suppression rules
 

@@ -240,7 +240,7 @@ def test_the_compact_request_says_what_the_plain_one_says(material, data) -> Non
         )
         recipients.append(
             dataclasses.replace(
-                r0, values=values, contact=contact, send_id=new_id(), to=f"r{k}@example.org"
+                r0, _values=values, contact=contact, send_id=new_id(), to=f"r{k}@example.org"
             )
         )
     b = Batch("x", campaign, batch.step, batch.variant, recipients)
@@ -263,7 +263,7 @@ def test_size_bound_is_never_below_the_exact_size(material, data) -> None:
     contact = dataclasses.replace(
         r0.contact, first_name=data.draw(_text), last_name=data.draw(_text)
     )
-    r = dataclasses.replace(r0, values=values, contact=contact, send_id=new_id())
+    r = dataclasses.replace(r0, _values=values, contact=contact, send_id=new_id())
     b = Batch("x", campaign, batch.step, batch.variant, [r])
     shape = t._shape(batch.variant, batch.step.id, False)
     # the quick size bound used by split() is never below the exact size

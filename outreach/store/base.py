@@ -28,7 +28,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -898,6 +898,49 @@ class Store(AccountStatements):
                 )
             action = SuppressionAction.REPLACE if replace else SuppressionAction.ADD
             self._log_suppression(email, action, reason, source, who, why)
+
+    def suppressions_of(self, emails: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{email: (reason, created_at)} of the active suppressions among ``emails``, locked
+        for this transaction where the backend has row locks (pass them sorted: concurrent
+        callers then lock in one order)."""
+        sql = "SELECT email, reason, created_at FROM suppressions WHERE email {in} ORDER BY email"
+        return {r[0]: (r[1], r[2]) for r in self._in(sql + self._FOR_UPDATE, emails)}
+
+    def write_suppressions(
+        self,
+        rows: dict[str, tuple | None],
+        existed: Container[str],
+        log: Sequence[tuple[str, SuppressionAction, str, str, str | None, str | None]],
+    ) -> None:
+        """Several addresses' suppressions at once: ``rows`` maps an address to its final
+        (reason, source, detail, created_at, created_by), or None when it has none any more;
+        ``existed`` says which had one before; ``log`` holds every change in order as
+        (email, action, reason, source, who, why)."""
+        with self.transaction():
+            gone = [(e,) for e, r in rows.items() if r is None and e in existed]
+            changed = [(*r, e) for e, r in rows.items() if r is not None and e in existed]
+            new = [(e, *r) for e, r in rows.items() if r is not None and e not in existed]
+            if gone:
+                self._many("DELETE FROM suppressions WHERE email = ?", gone)
+            if changed:
+                self._many(
+                    "UPDATE suppressions SET reason = ?, source = ?, detail = ?, created_at = ?, "
+                    "created_by = ? WHERE email = ?",
+                    changed,
+                )
+            if new:
+                self._many(
+                    "INSERT INTO suppressions (email, reason, source, detail, created_at, "
+                    "created_by) VALUES (?,?,?,?,?,?)",
+                    new,
+                )
+            if log:
+                at = now_iso()
+                self._many(
+                    "INSERT INTO suppression_log (email, action, reason, source, who, at, note) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    [(e, a.value, r, src, who, at, why) for e, a, r, src, who, why in log],
+                )
 
     def lift(
         self, email: str, reason: str, *, source: str, who: str | None, why: str | None

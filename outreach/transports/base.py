@@ -13,7 +13,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.header import Header
@@ -43,9 +43,17 @@ class Recipient:
     segment: str
     country_status: str
     language: str
-    values: dict[str, Any]
+    # the values, or a maker shared by many recipients that builds them from the contact and
+    # the send id when they are read (a planned million then holds no values object each)
+    _values: Mapping[str, Any] | Callable[[Contact, str], Mapping[str, Any]]
     send_at: datetime | None = None  # scheduled delivery (None: now)
     to: str | None = None  # overrides contact.email (test sends)
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        """The per-recipient slot values (``contact.first_name``, ``unsubscribe_url``…)."""
+        v = self._values
+        return v(self.contact, self.send_id) if callable(v) else v
 
 
 @dataclass
