@@ -292,6 +292,16 @@ def staff_client(serve_app, staff_accounts, login):
 
 
 @pytest.fixture
+def tracked(webhook, circular_rows, sent_ws):
+    """``sent_ws`` with the circular's delivery, open, click, bounce… events stored."""
+    from tests.tracking_support import circular_batches
+
+    for batch in circular_batches(circular_rows):
+        assert webhook(batch).status_code == 200
+    return sent_ws
+
+
+@pytest.fixture
 def webhook(serve_app, signer):
     """``webhook(body, timestamp=None, headers=None, client=None)`` POSTs ``body`` (bytes, or
     events to encode) to ``/events``, signed by ``signer`` unless ``headers`` are given."""

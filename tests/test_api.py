@@ -7,26 +7,9 @@ import json
 
 import pytest
 
-from tests.dates import webhook_now
-from tests.tracking_support import circular_batches
+from tests.tracking_support import cli_report
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.usefixtures("fast_argon2")]
-
-
-@pytest.fixture
-def tracked(webhook, circular_rows, sent_ws):
-    """``sent_ws`` with the circular's delivery, open, click, bounce… events stored."""
-    for batch in circular_batches(circular_rows):
-        assert webhook(batch).status_code == 200
-    return sent_ws
-
-
-def cli_report(cli, ws, *args: str) -> dict:
-    r = cli(
-        ws.root, "report", "december", "--format", "json", "--now", webhook_now().isoformat(), *args
-    )
-    assert r.exit_code == 0, r.output
-    return json.loads(r.output)
 
 
 def without_time(doc: dict) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from outreach.web import live
 from tests import stores
 from tests.dates import webhook_now
-from tests.tracking_support import EVENTS_T0, circular_batches
+from tests.tracking_support import EVENTS_T0, cli_report
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.usefixtures("fast_argon2")]
@@ -28,22 +27,6 @@ PAGES = (
     "/contacts",
     "/suppressions",
 )
-
-
-@pytest.fixture
-def tracked(webhook, circular_rows, sent_ws):
-    """``sent_ws`` with the circular's delivery, open, click, bounce… events stored."""
-    for batch in circular_batches(circular_rows):
-        assert webhook(batch).status_code == 200
-    return sent_ws
-
-
-def cli_report(cli, ws, *args: str) -> dict:
-    r = cli(
-        ws.root, "report", "december", "--format", "json", "--now", webhook_now().isoformat(), *args
-    )
-    assert r.exit_code == 0, r.output
-    return json.loads(r.output)
 
 
 def metric(page: str, step: str, name: str) -> str:

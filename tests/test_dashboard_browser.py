@@ -21,7 +21,7 @@ from tests.browser import browser_page, requires_chromium
 from tests.conftest import STAFF_PASSWORD
 from tests.dates import webhook_now
 from tests.test_pages_browser import STYLED_BACKGROUND
-from tests.tracking_support import circular_batches, run_server
+from tests.tracking_support import run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium]
 
@@ -30,13 +30,6 @@ LAYOUT = """() => ({
   overflow: document.documentElement.scrollWidth - window.innerWidth,
   background: getComputedStyle(document.body).backgroundColor,
 })"""
-
-
-@pytest.fixture
-def tracked(webhook, circular_rows, sent_ws):
-    for batch in circular_batches(circular_rows):
-        assert webhook(batch).status_code == 200
-    return sent_ws
 
 
 def shot(page, shots: Path, name: str) -> None:

@@ -300,3 +300,14 @@ def circular_batches(
 
 def body(events: list[dict]) -> bytes:
     return json.dumps(events, separators=(",", ":")).encode()
+
+
+def cli_report(cli, ws, *args: str) -> dict:
+    """``outreach report december --format json`` of ``ws`` at the webhook tests' "now"."""
+    from tests.dates import webhook_now
+
+    r = cli(
+        ws.root, "report", "december", "--format", "json", "--now", webhook_now().isoformat(), *args
+    )
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
