@@ -57,7 +57,7 @@ from urllib.parse import parse_qsl, quote
 
 from itsdangerous import BadSignature, Signer
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,7 +66,7 @@ from outreach import accounts
 from outreach.accounts import ActiveSession, RateLimited, StaffUser
 from outreach.exceptions import ConfigError, LedgerError
 from outreach.store.codes import StaffRole
-from outreach.web.services import CSRF_FIELD, Services
+from outreach.web.services import CSRF_FIELD, Services, read_capped
 
 log = logging.getLogger("outreach.server")
 
@@ -351,16 +351,8 @@ async def form(request: Request) -> dict[str, str]:
     cached = getattr(request.state, "form", None)
     if cached is not None:
         return cached
-    raw = bytearray()
-    try:
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_FORM:
-                break
-    except ClientDisconnect:
-        pass
     fields: dict[str, str] = {}
-    for key, value in parse_qsl(raw[:MAX_FORM].decode("utf-8", "replace"), keep_blank_values=True):
+    for key, value in parse_qsl(await read_capped(request, MAX_FORM), keep_blank_values=True):
         fields.setdefault(key, value)
     request.state.form = fields
     return fields

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.templating import Jinja2Templates
 
@@ -248,3 +248,17 @@ def staff_context(request: Request) -> dict[str, Any]:
         "csrf_token": token,
         "csrf_field": csrf_field,
     }
+
+
+async def read_capped(request: Request, limit: int) -> str:
+    """A form body as text, at most ``limit`` bytes of it read (a client that closes early
+    gives what arrived)."""
+    raw = bytearray()
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                break
+    except ClientDisconnect:
+        pass
+    return raw[:limit].decode("utf-8", "replace")

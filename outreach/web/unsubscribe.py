@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlparse
 
 from babel import Locale
 from itsdangerous import BadSignature, TimestampSigner
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -44,7 +44,7 @@ from outreach.events import TEST_TOKENS, SendInfo, find_send, unsubscribe_link
 from outreach.exceptions import LedgerError
 from outreach.store.codes import PreferenceKind
 from outreach.web.ratelimit import RateLimit
-from outreach.web.services import CSRF_FIELD, Services
+from outreach.web.services import CSRF_FIELD, Services, read_capped
 from outreach.workspace import Workspace
 
 log = logging.getLogger("outreach.server")
@@ -231,15 +231,7 @@ class FormSigner(TimestampSigner):
 
 async def read_form(request: Request) -> dict[str, list[str]]:
     """The urlencoded body (at most :data:`MAX_FORM` bytes read)."""
-    raw = b""
-    try:
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_FORM:
-                break
-    except ClientDisconnect:
-        pass
-    return parse_qs(raw[:MAX_FORM].decode("utf-8", "replace"))
+    return parse_qs(await read_capped(request, MAX_FORM))
 
 
 class Unsubscribe:
