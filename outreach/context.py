@@ -87,6 +87,8 @@ class ContextBuilder:
         self.campaign = campaign
         self.countries = countries
         self._step_cache: dict[tuple[str, str], dict[str, Any]] = {}
+        # (country code, language, as-of date) → (country status, the shared country values)
+        self._country_cache: dict[tuple[str, str, date], tuple[str, Mapping[str, Any]]] = {}
 
     # -- structural ----------------------------------------------------------------------
 
@@ -169,9 +171,7 @@ class ContextBuilder:
     ) -> RecipientData:
         """``unsubscribe_of`` = (function, send id) lets the kept values rebuild the URL on
         demand instead of holding one string per recipient."""
-        as_of = as_of_date(step)
-        country = self.countries.get(contact.country) if contact.country else None
-        status = country.status(as_of) if country else "unknown"
+        status, country_values = self._country_of(contact, lang, as_of_date(step))
         contact_values: dict[str, Any] = {
             "first_name": contact.first_name,
             "last_name": contact.last_name,
@@ -182,7 +182,6 @@ class ContextBuilder:
             **contact.extra,
         }
         contact_struct = {"relationship": contact.relationship, "language": lang}
-        country_values = country_values_for(country, lang, as_of)
         return RecipientData(
             base=(lang, contact.relationship, status),
             structural=self.structural(step, lang),
@@ -195,6 +194,35 @@ class ContextBuilder:
                 contact, country_values, *(unsubscribe_of or (None, unsubscribe_url))
             ),
         )
+
+
+    def slot_values(
+        self,
+        step: ResolvedStep,
+        contact: Contact,
+        lang: str,
+        unsubscribe_of: Callable[[str], str],
+        send_id: str,
+    ) -> tuple[tuple, RecipientValues]:
+        """The structural key (``base``) and the flat values of the :class:`RecipientData`
+        that :meth:`recipient` builds with ``unsubscribe_of=(unsubscribe_of, send_id)``,
+        without the rest: all a planner needs for a recipient of an already rendered variant."""
+        status, country_values = self._country_of(contact, lang, as_of_date(step))
+        values = RecipientValues(contact, country_values, unsubscribe_of, send_id)
+        return (lang, contact.relationship, status), values
+
+    def _country_of(
+        self, contact: Contact, lang: str, as_of: date
+    ) -> tuple[str, Mapping[str, Any]]:
+        """(country status, shared country values) of ``contact``, once per country,
+        language and date."""
+        key = (contact.country, lang, as_of)
+        found = self._country_cache.get(key)
+        if found is None:
+            country = self.countries.get(contact.country) if contact.country else None
+            status = country.status(as_of) if country else "unknown"
+            found = self._country_cache[key] = (status, country_values_for(country, lang, as_of))
+        return found
 
 
 CONTACT_FIELDS = ("first_name", "last_name", "full_name", "organization", "email", "tags")

@@ -219,6 +219,7 @@ class Variants:
         # bound method per recipient cost 64 bytes each, 64 MB for a million)
         self.unsubscribe_url = plan.transport.unsubscribe_url
         self.makers: dict[int, ValuesOf] = {}  # id(country values) → their values maker
+        self.texts: dict[str, tuple[str, str, str, str, str | None]] = {}  # see _texts
 
     def recipient(
         self,
@@ -229,38 +230,54 @@ class Variants:
         send_at: datetime | None,
     ) -> Recipient:
         plan, sp = self.plan, self.sp
-        campaign, step, renderer = plan.campaign, sp.step, plan.renderer
+        step, renderer = sp.step, plan.renderer
         template = step.spec.template
-        _tpl, lang = renderer.resolve_template(template, contact.language)
+        found = self.texts.get(contact.language)
+        if found is None:
+            found = self.texts[contact.language] = self._texts(contact.language)
+        tpl_file, lang, subject, subject_lang, preheader = found
         if lang != contact.language:
             self.fallback_langs[(contact.language, lang)] += 1
-        subject, subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
         if subject_lang != lang:
             self.fallback_subjects[(lang, subject_lang)] += 1
+        # the recipient's full template data is built only to render a variant, or to verify
+        # one for its first recipient: the others need just its key and their values
+        base, values = plan.builder.slot_values(step, contact, lang, self.unsubscribe_url, send_id)
+        variant = renderer.rendered_variant(step.id, tpl_file, base, values)
+        if variant is None or variant.id not in self.checked:
+            data = plan.builder.recipient(
+                step,
+                contact,
+                lang,
+                self.unsubscribe_url(send_id),
+                unsubscribe_of=(self.unsubscribe_url, send_id),
+            )
+            variant = renderer.variant(step.id, template, lang, data, subject, preheader)
+            if variant.id not in self.checked:
+                renderer.verify(variant, template, lang, data, subject, preheader)
+                self.checked.add(variant.id)
+            values = data.flat_values()
+        sp.variants[variant.id] = variant
+        if isinstance(values, RecipientValues):
+            values = values.kept(self.makers)
+        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
+        self.by_variant[variant.id].append(rec)
+        return rec
+
+    def _texts(self, language: str) -> tuple[str, str, str, str, str | None]:
+        """(template file, its language, subject, the subject's language, preheader) for the
+        contacts who asked for ``language`` (the same for all of them: looked up once)."""
+        plan, step = self.plan, self.sp.step
+        campaign = plan.campaign
+        tpl_file, lang = plan.renderer.resolve_template(step.spec.template, language)
+        subject, subject_lang = step.spec.text_for("subject", lang, campaign.default_language)
         if subject is None:
             raise ConfigError(
                 f"step {step.id!r} has no subject for {lang!r}",
                 where=campaign.where("steps", step.index, "subject"),
             )
         preheader, _ = step.spec.text_for("preheader", lang, campaign.default_language)
-        data = plan.builder.recipient(
-            step,
-            contact,
-            lang,
-            self.unsubscribe_url(send_id),
-            unsubscribe_of=(self.unsubscribe_url, send_id),
-        )
-        variant = renderer.variant(step.id, template, lang, data, subject, preheader)
-        if variant.id not in self.checked:
-            renderer.verify(variant, template, lang, data, subject, preheader)
-            self.checked.add(variant.id)
-        sp.variants[variant.id] = variant
-        values = data.flat_values()
-        if isinstance(values, RecipientValues):
-            values = values.kept(self.makers)
-        rec = Recipient(send_id, contact, segment, status, lang, values, send_at)
-        self.by_variant[variant.id].append(rec)
-        return rec
+        return tpl_file, lang, subject, subject_lang, preheader
 
     def notes(self) -> list[str]:
         out = [

@@ -364,7 +364,10 @@ class Variant:
 
     def accepts(self, values: Mapping[str, Any]) -> bool:
         for (key, op, arg), result in self.conditions.items():
-            if evaluate(op, values[key], arg) != result:
+            if op == "bool":  # the most frequent decision, inlined (what evaluate does)
+                if bool(values[key]) != result:
+                    return False
+            elif evaluate(op, values[key], arg) != result:
                 return False
         return True
 
@@ -559,11 +562,10 @@ class Renderer:
         """The compiled variant this recipient belongs to (rendered on first use)."""
         template, used_lang = self.resolve_template(template_name, lang)
         values = data.flat_values()
-        cache_key = (step, template, data.base)
-        bucket = self._variants.setdefault(cache_key, [])
-        for v in bucket:
-            if v.accepts(values):
-                return v
+        found = self.rendered_variant(step, template, data.base, values)
+        if found is not None:
+            return found
+        bucket = self._variants.setdefault((step, template, data.base), [])
         recorder = Recorder()
         ctx = self._context(data, recorder)
         subject_out, body = self._jinja(template, used_lang, ctx, subject, preheader)
@@ -584,6 +586,20 @@ class Renderer:
         )
         bucket.append(v)
         return v
+
+    def rendered_variant(
+        self, step: str, template: str, base: tuple, values: Mapping[str, Any]
+    ) -> Variant | None:
+        """The variant already rendered for (step, template file, structural key) whose
+        recorded decisions ``values`` satisfy, or None (then :meth:`variant` renders one).
+
+        What :meth:`variant` looks up first, without the recipient's full template data: a
+        planner builds that data only for a recipient no rendered variant accepts.
+        """
+        for v in self._variants.get((step, template, base), ()):
+            if v.accepts(values):
+                return v
+        return None
 
     def render_naive(
         self,
