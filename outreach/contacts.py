@@ -431,6 +431,7 @@ def load_contacts(
     seen: dict[str, Contact] = {}
     seen_ids: dict[str, Contact] = {}
     shared_names: dict[str, str] = {}
+    memo = _Memo()  # what a country, language or relationship cell gives, once per value
     rows_read = 0
     for path in paths:
         table = read_table(path, root)
@@ -474,6 +475,7 @@ def load_contacts(
                 default_language,
                 default_relationship,
                 shared_names,
+                memo,
             )
             issues.extend(row_issues)
             if contact is None:
@@ -516,6 +518,109 @@ def load_contacts(
     return ContactList(contacts, issues, rows_read, encodings)
 
 
+# an issue as a cell's check gives it, before it is placed in a file and a row:
+# (severity, column, message, hint)
+_Found = tuple[tuple[str, str, str, str | None], ...]
+_MEMO_MAX = 4096  # distinct values remembered per column (a list has a few hundred at most)
+
+
+class _Memo:
+    """The outcome of checking a country, language or relationship cell, per raw value: the
+    same for every row with that value in one :func:`load_contacts` call (its countries,
+    languages and defaults), so each distinct value is checked once."""
+
+    __slots__ = ("country", "language", "relationship")
+
+    def __init__(self) -> None:
+        self.country: dict[str, tuple[str, _Found]] = {}
+        self.language: dict[str, tuple[str, _Found]] = {}
+        self.relationship: dict[str, tuple[str | None, _Found]] = {}
+
+
+def _check_country(raw_value: str, countries: CountryTable) -> tuple[str, _Found]:
+    """(ISO code or "", issues) for a country cell."""
+    raw_country = clean_text(raw_value)
+    if not raw_country:
+        return "", (
+            (
+                "warning",
+                "country",
+                "no country: this contact gets the version without a country status",
+                None,
+            ),
+        )
+    found = countries.lookup(raw_country)
+    if found is not None:
+        return found.code, ()
+    close = countries.suggest(raw_country, 1)
+    hint = f"did you mean {close[0].name('en')} ({close[0].code})?" if close else None
+    return "", (
+        (
+            "error",
+            "country",
+            f"unknown country {raw_country!r}",
+            hint or "use an ISO code like AR, or the name",
+        ),
+    )
+
+
+def _check_language(raw_value: str, offered: set[str], default_language: str) -> tuple[str, _Found]:
+    """(language code, issues) for a language cell."""
+    raw_lang = clean_text(raw_value)
+    if not raw_lang:
+        return default_language, ()
+    code = _language_code(raw_lang)
+    if code is None:
+        return default_language, (
+            (
+                "error",
+                "language",
+                f"unknown language {raw_lang!r}",
+                "use a code such as en, es or fr",
+            ),
+        )
+    if offered and code not in offered:
+        return code, (
+            (
+                "warning",
+                "language",
+                f"{code!r} is not offered by this campaign; gets {default_language!r}",
+                None,
+            ),
+        )
+    return code, ()
+
+
+def _check_relationship(
+    raw_value: str, default_relationship: str | None
+) -> tuple[str | None, _Found]:
+    """(relationship or None, issues) for a relationship cell."""
+    raw_rel = clean_text(raw_value).lower()
+    relationship = RELATIONSHIP_ALIASES.get(raw_rel) if raw_rel else default_relationship
+    if relationship is not None:
+        return relationship, ()
+    if raw_rel:
+        return None, (
+            (
+                "error",
+                "relationship",
+                f"unknown relationship {raw_rel!r}",
+                "use member, ally or newcomer",
+            ),
+        )
+    return None, (
+        (
+            "error",
+            "relationship",
+            "no relationship",
+            "use member, ally or newcomer (or set defaults.relationship in the campaign)",
+        ),
+    )
+
+
+_STANDARD = frozenset((*STANDARD_COLUMNS, "id", ""))  # the columns that are not extra
+
+
 def _validate_row(
     rec: dict[str, str],
     source: str,
@@ -525,16 +630,15 @@ def _validate_row(
     default_language: str,
     default_relationship: str | None,
     shared: dict[str, str] | None = None,
+    memo: _Memo | None = None,
 ) -> tuple[Contact | None, list[Issue]]:
     """One row → a contact and its issues. ``shared`` holds one copy of each name seen so far
-    (first names and organizations repeat a lot in real lists: one string object each)."""
+    (first names and organizations repeat a lot in real lists: one string object each);
+    ``memo`` the outcome of each country, language and relationship value checked so far."""
     issues: list[Issue] = []
 
     def err(col: str | None, msg: str, hint: str | None = None) -> None:
         issues.append(Issue("error", source, row, col, msg, hint))
-
-    def warn(col: str | None, msg: str, hint: str | None = None) -> None:
-        issues.append(Issue("warning", source, row, col, msg, hint))
 
     raw_email = rec.get("email", "").strip()
     email: str | None = None
@@ -552,48 +656,30 @@ def _validate_row(
             err(col, f"looks like HTML, script or template code: {value[:40]!r}", "type plain text")
         names[col] = value if shared is None else shared.setdefault(value, value)
 
-    country = ""
-    raw_country = clean_text(rec.get("country", ""))
-    if raw_country:
-        found = countries.lookup(raw_country)
-        if found is None:
-            close = countries.suggest(raw_country, 1)
-            hint = f"did you mean {close[0].name('en')} ({close[0].code})?" if close else None
-            err(
-                "country",
-                f"unknown country {raw_country!r}",
-                hint or "use an ISO code like AR, or the name",
-            )
-        else:
-            country = found.code
-    else:
-        warn("country", "no country: this contact gets the version without a country status")
-
-    language = default_language
-    raw_lang = clean_text(rec.get("language", ""))
-    if raw_lang:
-        code = _language_code(raw_lang)
-        if code is None:
-            err("language", f"unknown language {raw_lang!r}", "use a code such as en, es or fr")
-        else:
-            language = code
-            if offered and code not in offered:
-                warn(
-                    "language",
-                    f"{code!r} is not offered by this campaign; gets {default_language!r}",
-                )
-
-    raw_rel = clean_text(rec.get("relationship", "")).lower()
-    relationship = RELATIONSHIP_ALIASES.get(raw_rel) if raw_rel else default_relationship
-    if relationship is None:
-        if raw_rel:
-            err("relationship", f"unknown relationship {raw_rel!r}", "use member, ally or newcomer")
-        else:
-            err(
-                "relationship",
-                "no relationship",
-                "use member, ally or newcomer (or set defaults.relationship in the campaign)",
-            )
+    memo = memo or _Memo()
+    raw = rec.get("country", "")
+    got = memo.country.get(raw)
+    if got is None:
+        got = _check_country(raw, countries)
+        if len(memo.country) < _MEMO_MAX:
+            memo.country[raw] = got
+    country, country_issues = got
+    raw = rec.get("language", "")
+    got = memo.language.get(raw)
+    if got is None:
+        got = _check_language(raw, offered, default_language)
+        if len(memo.language) < _MEMO_MAX:
+            memo.language[raw] = got
+    language, language_issues = got
+    raw = rec.get("relationship", "")
+    found_rel = memo.relationship.get(raw)
+    if found_rel is None:
+        found_rel = _check_relationship(raw, default_relationship)
+        if len(memo.relationship) < _MEMO_MAX:
+            memo.relationship[raw] = found_rel
+    relationship, relationship_issues = found_rel
+    for severity, col, msg, hint in (*country_issues, *language_issues, *relationship_issues):
+        issues.append(Issue(severity, source, row, col, msg, hint))
 
     raw_tags = rec.get("tags", "")
     tags = (
@@ -607,14 +693,14 @@ def _validate_row(
     )
     extra = {}
     for col, value in rec.items():
-        if col and col not in STANDARD_COLUMNS and col != "id":
+        if col not in _STANDARD:
             value = clean_text(value)
             if _TEMPLATEISH.search(value):
                 err(col, f"looks like template code: {value[:40]!r}", "type plain text")
             extra[col] = value
 
     extra = extra or _NO_EXTRA  # most lists have no extra columns: share one empty mapping
-    if any(i.severity == "error" for i in issues) or email is None or relationship is None:
+    if email is None or relationship is None or any(i.severity == "error" for i in issues):
         return None, issues
     contact = Contact(
         source=source,
