@@ -195,7 +195,6 @@ class ContextBuilder:
             ),
         )
 
-
     def slot_values(
         self,
         step: ResolvedStep,
@@ -228,6 +227,26 @@ class ContextBuilder:
 CONTACT_FIELDS = ("first_name", "last_name", "full_name", "organization", "email", "tags")
 
 
+_COUNTRY, _FIELD, _EXTRA, _UNSUBSCRIBE, _UNKNOWN = range(5)
+_KEYS: dict[str, tuple[int, str]] = {}  # a flat key → (its kind, the name within it)
+
+
+def _slot_key(key: str) -> tuple[int, str]:
+    """What a flat key of :class:`RecipientValues` reads: ``country.name`` → (_COUNTRY,
+    "name"); remembered (for the first thousand distinct keys)."""
+    if key.startswith("country."):
+        found = (_COUNTRY, key[8:])
+    elif key.startswith("contact."):
+        found = (_FIELD if key[8:] in CONTACT_FIELDS else _EXTRA, key[8:])
+    elif key == "unsubscribe_url":
+        found = (_UNSUBSCRIBE, "")
+    else:
+        found = (_UNKNOWN, "")
+    if len(_KEYS) < 1024:
+        _KEYS[key] = found
+    return found
+
+
 class RecipientValues(Mapping[str, Any]):
     """A recipient's flat slot values (``contact.first_name``, ``country.name``,
     ``unsubscribe_url``), read on demand from the contact and the shared country values.
@@ -252,14 +271,15 @@ class RecipientValues(Mapping[str, Any]):
         self._unsub = unsubscribe
 
     def __getitem__(self, key: str) -> Any:
-        if key.startswith("country."):  # the most frequent keys first
-            return self._country[key[8:]]
-        if key.startswith("contact."):
-            name = key[8:]
-            if name in CONTACT_FIELDS:
-                return getattr(self._contact, name)
+        # read for every recipient and marker: the key is parsed once (see _slot_key)
+        kind, name = _KEYS.get(key) or _slot_key(key)
+        if kind == _COUNTRY:  # the most frequent keys first
+            return self._country[name]
+        if kind == _FIELD:
+            return getattr(self._contact, name)
+        if kind == _EXTRA:
             return self._contact.extra[name]
-        if key == "unsubscribe_url":
+        if kind == _UNSUBSCRIBE:
             return self._unsub if self._unsub_of is None else self._unsub_of(self._unsub)
         raise KeyError(key)
 
