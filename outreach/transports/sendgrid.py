@@ -337,15 +337,21 @@ class SendGridTransport(Transport):
         n = len(recipients)
         escape, special = markupsafe.escape, _HTML_SPECIAL.search
         groups: dict[tuple[str, ...], list[str]] = {}  # a column of values → its markers
+        # each recipient's values once (a planned recipient builds them when they are read),
+        # and each key's column of values once (its HTML and text markers share it)
+        values = [r.values for r in recipients] if shape.subs else []
+        read: dict[str, list[Any]] = {}
         for marker, html, key, chain in shape.subs if n else ():
-            column = []
-            for r in recipients:
-                v = r.values[key]
-                if chain or type(v) is not str:
-                    v = apply_transforms(v, chain)
-                if html and special(v):
-                    v = str(escape(v))
-                column.append(v)
+            raw = read.get(key)
+            if raw is None:
+                raw = read[key] = [vals[key] for vals in values]
+            column = (
+                [apply_transforms(v, chain) for v in raw]
+                if chain
+                else [v if type(v) is str else apply_transforms(v, chain) for v in raw]
+            )
+            if html:
+                column = [str(escape(v)) if special(v) else v for v in column]
             groups.setdefault(tuple(column), []).append(marker)
         common = shape.common
         columns: list[tuple[str, tuple[str, ...], int, int]] = []  # key, values, cuts
