@@ -663,7 +663,9 @@ def _validate_row(
                     "type plain text",
                 )
     if shared is not None:
-        first, last, org = (shared.setdefault(v, v) for v in names)
+        first = shared.setdefault(first, first)
+        last = shared.setdefault(last, last)
+        org = shared.setdefault(org, org)
 
     memo = memo or _Memo()
     raw = rec.get("country", "")
