@@ -769,6 +769,8 @@ def country_status(contact: Contact, countries: CountryTable, as_of: date) -> st
 
 
 def matches(criteria: Criteria, contact: Contact, status: str) -> bool:
+    # reads only these fields of the contact: the planner decides a segment once per
+    # (country, relationship, language, tags) — extend its key with any field read here
     if criteria.relationship and contact.relationship not in criteria.relationship:
         return False
     if criteria.country_status and status not in criteria.country_status:

@@ -333,14 +333,24 @@ def plan_step(
     follow = audience(plan, sp, ledger)
     variants = Variants(plan, sp)
     uncertain: set[str] = set()  # send ids resent after an unknown or cancelled outcome
+    # (country status, segment, excluded segment) per (country, relationship, language, tags):
+    # all that segments look at (see contacts.matches), so decided once for each
+    decided: dict[tuple, tuple[str, str | None, str | None]] = {}
     for contact in plan.contacts.contacts:
-        status = country_status(contact, plan.countries, as_of)
-        segment = segment_of(aud.segments, campaign.segments, contact, status)
-        excluded = (
-            segment_of(aud.exclude_segments, campaign.segments, contact, status)
-            if segment is not None
-            else None
-        )
+        key = (contact.country, contact.relationship, contact.language, contact.tags)
+        found = decided.get(key) if type(contact.tags) is tuple else None
+        if found is None:
+            status = country_status(contact, plan.countries, as_of)
+            segment = segment_of(aud.segments, campaign.segments, contact, status)
+            excluded = (
+                segment_of(aud.exclude_segments, campaign.segments, contact, status)
+                if segment is not None
+                else None
+            )
+            found = (status, segment, excluded)
+            if type(contact.tags) is tuple and len(decided) < 65536:
+                decided[key] = found
+        status, segment, excluded = found
         row = existing.get(contact.contact_id)
         why = exclusion(contact, segment, excluded, suppressed, follow, row, options, prefs.left)
         if why is not None:
