@@ -950,15 +950,20 @@ class _TextMaker(HTMLParser):
             self._emit(data)
 
     def result(self) -> str:
-        text = "".join(self.out)
-        lines = [_squash(line) for line in text.split("\n")]
-        text = "\n".join(lines)
-        text = re.sub(r"\n{3,}", "\n\n", text).strip()
+        # _squash on every line: the runs it replaces never contain a line break, so the
+        # whole text is squashed at once and only the ends of each line stripped
+        text = _SPACES.sub(" ", "".join(self.out))
+        text = "\n".join([line.strip() for line in text.split("\n")])
+        text = _BLANK_LINES.sub("\n\n", text).strip()
         return text + "\n"
 
 
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _squash(text: str) -> str:
-    return re.sub(r"[ \t\r\f\v]+", " ", text).strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def mjml_to_text(source: str) -> str:
