@@ -116,6 +116,36 @@ def test_unknown_country_gets_a_suggestion(tmp_path: Path) -> None:
     assert "did you mean France (FR)?" in str(r.errors[0])
 
 
+def test_a_repeated_cell_value_is_reported_on_every_row_that_has_it(tmp_path: Path) -> None:
+    """Each distinct country, language and relationship value is checked once per load:
+    every row with it still gets its own issues (and the names get theirs, column by column)."""
+    rows = [
+        "a@example.org,Ana,,,Frnace,xx,friend,",
+        "b@example.org,Ben,,,AR,de,ally,",
+        "c@example.org,Eve,<b>x</b>,{{ y }},Frnace,xx,friend,",
+        "d@example.org,Dev,,,,de,,",
+        "e@example.org,Gus,,,AR,de,ally,",
+    ]
+    r = load(tmp_path, HEADER + "\n".join(rows) + "\n")
+    unknown = ["country:unknown country 'Frnace'", "language:unknown language 'xx'"]
+    assert messages(r) == [
+        *(f"2:{m}" for m in unknown),
+        "2:relationship:unknown relationship 'friend'",
+        "3:language:'de' is not offered by this campaign; gets 'en'",
+        "4:last_name:looks like HTML, script or template code: '<b>x</b>'",
+        "4:organization:looks like HTML, script or template code: '{{ y }}'",
+        *(f"4:{m}" for m in unknown),
+        "4:relationship:unknown relationship 'friend'",
+        "5:country:no country: this contact gets the version without a country status",
+        "5:language:'de' is not offered by this campaign; gets 'en'",
+        "5:relationship:no relationship",
+        "6:language:'de' is not offered by this campaign; gets 'en'",
+    ]
+    assert [c.email for c in r.contacts] == ["b@example.org", "e@example.org"]
+    assert r.errors[0].hint == "did you mean France (FR)?"
+    assert r.errors[-1].hint.startswith("use member, ally or newcomer")
+
+
 def test_html_and_template_code_in_names(tmp_path: Path) -> None:
     r = load(
         tmp_path,

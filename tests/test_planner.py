@@ -110,6 +110,30 @@ def test_variants_and_requests(plan) -> None:
     assert not any(b.resends_uncertain for b in sp.batches)
 
 
+def test_each_recipient_gets_the_variant_its_full_template_data_picks(plan) -> None:
+    """The planner finds a recipient's variant from its key and values alone (the full
+    template data is built only to render or verify a variant): the full data must pick the
+    same variant, and the variant filled with the recipient's values must equal a direct
+    render."""
+    renderer, builder, campaign = plan.renderer, plan.builder, plan.campaign
+    checked = 0
+    for sp in plan.steps:
+        step = sp.step
+        variant_of = {r.send_id: b.variant for b in sp.batches for r in b.recipients}
+        for r in sp.recipients:
+            subject, _ = step.spec.text_for("subject", r.language, campaign.default_language)
+            preheader, _ = step.spec.text_for("preheader", r.language, campaign.default_language)
+            url = plan.transport.unsubscribe_url(r.send_id)
+            data = builder.recipient(step, r.contact, r.language, url)
+            template = step.spec.template
+            variant = renderer.variant(step.id, template, r.language, data, subject, preheader)
+            assert variant_of[r.send_id] is variant
+            direct = renderer.render_naive(template, r.language, data, subject, preheader)
+            assert variant.fill(r.values) == direct
+            checked += 1
+    assert checked >= 57
+
+
 def test_status_json_uses_codes(tmp_path: Path, cli) -> None:
     root = copy_example(tmp_path / "ws")
     r = cli(root, "status", "december", "--json", "--now", CIRCULAR_DUE)
