@@ -358,6 +358,13 @@ def _group_metrics(
     return out
 
 
+def _or_none(values: np.ndarray) -> np.ndarray:
+    """``values`` with "(none)" for a missing or empty one (decided once per distinct value)."""
+    codes, uniques = pd.factorize(values)  # a missing value: code -1
+    named = [u if u != "" else "(none)" for u in uniques.tolist()] + ["(none)"]
+    return np.array(named, dtype=object)[codes]
+
+
 def _timelines(
     step: np.ndarray, kind: np.ndarray, ts: np.ndarray, granularity: str
 ) -> tuple[list[dict], dict[int, list[dict]]]:
@@ -588,8 +595,7 @@ def build(
     sends = data.sends.copy()
     sends["is_sent"] = (sends["status"] == "sent").to_numpy()
     for dim in DIMENSIONS:
-        col = sends[dim]
-        sends[dim] = col.where(col.notna() & (col != ""), "(none)")
+        sends[dim] = _or_none(sends[dim].to_numpy(dtype=object))
     # attach events to their send rows: per-send counts of each kind
     pos = data.ev_row
     k = len(KINDS)
