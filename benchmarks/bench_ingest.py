@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -104,15 +105,28 @@ def _processes(match) -> list[str]:
     return out
 
 
-def _measured(server_pid: int, db_name: str | None) -> tuple[list[str], list[str]]:
-    """The server's processes (it and its workers) and the database's backends of this run."""
-    server = [str(server_pid), *_processes(lambda st, _c: st[1] == str(server_pid))]
-    db = (
-        _processes(lambda _s, c: c.startswith("postgres: ") and f" {db_name} " in c)
-        if db_name
-        else []
-    )
-    return server, db
+def _db_backends(db_name: str | None) -> set[str]:
+    """This run's PostgreSQL backends on this machine (none for SQLite)."""
+    if not db_name:
+        return set()
+    return set(_processes(lambda _s, c: c.startswith("postgres: ") and f" {db_name} " in c))
+
+
+def _ready(server, workers: int, db_name: str | None, before: set[str]) -> tuple[list, list]:
+    """Wait (up to 30 s) until every worker has started and, on PostgreSQL, opened its
+    connection; then the server's processes and those connections. /healthz answers as soon
+    as one worker does: a worker still starting would count its imports as ingestion."""
+    deadline = time.monotonic() + 30
+    while True:
+        started = len(re.findall(r"worker \d+ started", server.log)) if workers > 1 else 1
+        db = _db_backends(db_name) - before
+        if started >= workers and len(db) >= (workers if db_name else 0):
+            break
+        if time.monotonic() > deadline or not os.path.isdir("/proc"):
+            break
+        time.sleep(0.1)
+    pid = str(server.proc.pid)
+    return [pid, *_processes(lambda st, _c: st[1] == pid)], sorted(db)
 
 
 def bench_server(
@@ -121,17 +135,10 @@ def bench_server(
     key = {"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_b64}
     url = Workspace.open(root).db_url()
     db_name = urlsplit(url).path.lstrip("/") if url.startswith("postgresql") else None
+    before = _db_backends(db_name)  # e.g. this process's own, idle
     with run_server(root, key, "--max-age", "3600", "--workers", str(workers)) as server:
         signed = [(b, signer.headers(b)) for b in bodies]
-        deadline = time.monotonic() + 30  # every worker up, with its database connection
-        while True:
-            server_pids, db_pids = _measured(server.proc.pid, db_name)
-            up = workers == 1 or len(server_pids) > workers
-            if up and len(db_pids) >= (workers if db_name else 0):
-                break
-            if time.monotonic() > deadline or not os.path.isdir("/proc"):
-                break
-            time.sleep(0.1)
+        server_pids, db_pids = _ready(server, workers, db_name, before)
         parts = [signed[i::clients] for i in range(clients)]
         stored = [0] * clients
         errors: list[str] = []
