@@ -79,7 +79,7 @@ class PostgresStore(Store):
                 hint="check that PostgreSQL is running and reachable and that OUTREACH_DB is "
                 "right (user, password, host, port, database); then run the command again",
             ) from None
-        self._staging = False
+        self._staging = self._staged = False  # temporary tables go with the connection
 
     def _disconnect(self) -> None:
         if self.conn is not None:
