@@ -9,9 +9,13 @@ server worker) has its own connection, and pools wait with timed waits that libf
 (which the tests run under) never ends.
 
 Bulk paths: a batch's ``pending`` rows go in one pipelined ``executemany``; events are
-``COPY``'d into a temporary table, then moved with one ``INSERT … ON CONFLICT DO NOTHING
+``COPY``'d into a temporary table (``ON COMMIT DELETE ROWS``: emptied by truncation at each
+commit, so it never grows), then moved with one ``INSERT … ON CONFLICT DO NOTHING
 RETURNING``, which says which ids were new whatever other process inserts concurrently; a
-batch's per-recipient message ids are one ``UPDATE … FROM unnest(…)``.
+batch's per-recipient message ids are one ``UPDATE … FROM unnest(…)``. A batch's events find
+their sends by one index probe per id (``unnest`` joined ``LATERAL``), never a scan of the
+table: with ``= ANY(…)`` the planner scanned all of ``sends`` for every webhook batch whenever
+it judged the table small or had no statistics yet (a freshly loaded ledger).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class PostgresStore(Store):
         self.conn: psycopg.Connection | None = None
         self._sql: dict[str, str] = {}
         self._staging = False  # the temporary table for event inserts exists
+        self._staged = False  # it holds rows of this transaction (emptied at commit)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -74,7 +79,7 @@ class PostgresStore(Store):
                 hint="check that PostgreSQL is running and reachable and that OUTREACH_DB is "
                 "right (user, password, host, port, database); then run the command again",
             ) from None
-        self._staging = False
+        self._staging = self._staged = False  # temporary tables go with the connection
 
     def _disconnect(self) -> None:
         if self.conn is not None:
@@ -111,10 +116,11 @@ class PostgresStore(Store):
 
     def _commit(self) -> None:
         self._live().execute("COMMIT")
+        self._staged = False
 
     def _rollback(self) -> None:
         # a rollback also undoes a CREATE TEMP TABLE of this transaction: create it again
-        self._staging = False
+        self._staging = self._staged = False
         conn = self.conn
         if conn is None or conn.closed:
             return
@@ -229,6 +235,33 @@ class PostgresStore(Store):
             (ts, list(message_ids), list(message_ids.values()), batch_id),
         )
 
+    def sends_by_id(self, send_ids: Sequence[str]) -> dict[str, tuple]:
+        return {
+            r[0]: r
+            for r in self._probe(
+                "send_id, campaign, edition, step, contact_id FROM sends WHERE send_id = v.k "
+                "LIMIT 1",
+                send_ids,
+            )
+        }
+
+    def sends_by_message_id(self, message_ids: Sequence[str]) -> list[tuple]:
+        return self._probe(
+            "send_id, campaign, edition, step, contact_id, message_id, email FROM sends "
+            "WHERE message_id = v.k OFFSET 0",
+            message_ids,
+        )
+
+    def _probe(self, select: str, keys: Sequence[str]) -> list[tuple]:
+        """``SELECT {select}`` once per key (``v.k``), each an index probe: ``LIMIT``/``OFFSET``
+        keep the subquery a loop over the keys instead of a join the planner may hash."""
+        if not keys:
+            return []
+        return self._all(
+            f"SELECT s.* FROM unnest(?::text[]) AS v(k) CROSS JOIN LATERAL (SELECT {select}) s",
+            (list(keys),),
+        )
+
     def insert_events(self, rows: Sequence[Sequence]) -> set[str]:
         if not rows:
             return set()
@@ -238,11 +271,17 @@ class PostgresStore(Store):
             conn = self._live()
             with self.transaction():
                 if not self._staging:
+                    # emptied at commit by truncation: a DELETE left its pages behind, which
+                    # autovacuum never visits in a temporary table, so it grew by every batch
+                    # (70 MB per 100,000 events) and each INSERT below read all of it again
                     conn.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS events_in AS SELECT {cols} FROM events "
-                        "WITH NO DATA"
+                        "CREATE TEMP TABLE IF NOT EXISTS events_in ON COMMIT DELETE ROWS AS "
+                        f"SELECT {cols} FROM events WITH NO DATA"
                     )
                     self._staging = True
+                elif self._staged:  # a second batch in one transaction
+                    conn.execute("DELETE FROM events_in")
+                self._staged = True
                 with conn.cursor() as cur:
                     with cur.copy(f"COPY events_in ({cols}) FROM STDIN") as copy:
                         for r in rows:
@@ -253,9 +292,7 @@ class PostgresStore(Store):
                         "ORDER BY sg_event_id ON CONFLICT (sg_event_id) DO NOTHING "
                         "RETURNING sg_event_id"
                     )
-                    new = {r[0] for r in cur.fetchall()}
-                    cur.execute("DELETE FROM events_in")
-                return new
+                    return {r[0] for r in cur.fetchall()}
 
         return self._call(run)
 
