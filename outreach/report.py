@@ -697,22 +697,24 @@ def _links(url: np.ndarray, row: np.ndarray, namer: LinkNamer) -> list[dict]:
     clicks' URLs and their sends' rows."""
     if not len(url):
         return []
-    inv, urls = pd.factorize(url)
-    named = [namer.names(str(u)) for u in urls]
+    inv, urls = pd.factorize(url.astype(str), sort=True)
+    named = [namer.names(u) for u in urls]
     label_of_url, labels = pd.factorize(np.array([n[0] for n in named], dtype=object))
     label = label_of_url[inv]
     n = len(labels)
     total = np.bincount(label, minlength=n)
     unique = np.bincount(np.unique(row.astype(np.int64) * n + label) % n, minlength=n)
-    _, first = np.unique(label, return_index=True)  # each label's first click
+    # each label's URL: the smallest of its clicked URLs (the same whatever order the store
+    # returned the clicks in)
+    shown = np.full(n, len(urls))
+    np.minimum.at(shown, label_of_url, np.arange(len(urls)))
     out = []
     for i, lab in enumerate(labels.tolist()):
-        first_url = urls[inv[first[i]]]
-        names = named[inv[first[i]]][1]
+        names = named[shown[i]][1]
         if names:
             link_url = namer.links_url(names[0])
         else:
-            link_url = None if str(lab).startswith("share:") else first_url
+            link_url = None if str(lab).startswith("share:") else urls[shown[i]]
         out.append(
             {
                 "link": str(lab),
