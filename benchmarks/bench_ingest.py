@@ -6,6 +6,11 @@
    clients, and ``--workers 2`` with 2 clients, POSTing pre-signed batches back to back
    (signing is the client's cost, done before timing).
 
+On Linux each server run also reports the CPU time spent per event by the server processes
+(``server_cpu_us_per_event``) and by this run's PostgreSQL backends (``db_cpu_us_per_event``,
+when the database runs on this machine): on a shared machine those move much less with the
+load than events/s do.
+
 Usage: python benchmarks/bench_ingest.py [--events 100000] [--sends 100000]
        [--backend sqlite --backend postgresql]
 """
@@ -14,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tracking_support
@@ -27,6 +35,7 @@ from synth import add_sends, events_for, open_ledger, workspace
 
 from outreach.events import ingest
 from outreach.web.webhook import load_verifier, verify
+from outreach.workspace import Workspace
 from tests.tracking_support import Signer, http, run_server
 
 BATCH = 1000
@@ -68,12 +77,68 @@ def bench_function(root: Path, bodies: list[bytes], signer: Signer) -> dict:
     }
 
 
+def _cpu_seconds(pids: list[str]) -> float:
+    """User + system CPU time of these processes so far (Linux ``/proc``; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _processes(match) -> list[str]:
+    """Ids of the processes whose ``/proc/<pid>/stat`` fields and command line ``match``."""
+    out = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if match(stat, cmdline):
+            out.append(pid)
+    return out
+
+
+def _db_backends(db_name: str | None) -> set[str]:
+    """This run's PostgreSQL backends on this machine (none for SQLite)."""
+    if not db_name:
+        return set()
+    return set(_processes(lambda _s, c: c.startswith("postgres: ") and f" {db_name} " in c))
+
+
+def _ready(server, workers: int, db_name: str | None, before: set[str]) -> tuple[list, list]:
+    """Wait (up to 30 s) until every worker has started and, on PostgreSQL, opened its
+    connection; then the server's processes and those connections. /healthz answers as soon
+    as one worker does: a worker still starting would count its imports as ingestion."""
+    deadline = time.monotonic() + 30
+    while True:
+        started = len(re.findall(r"worker \d+ started", server.log)) if workers > 1 else 1
+        db = _db_backends(db_name) - before
+        if started >= workers and len(db) >= (workers if db_name else 0):
+            break
+        if time.monotonic() > deadline or not os.path.isdir("/proc"):
+            break
+        time.sleep(0.1)
+    pid = str(server.proc.pid)
+    return [pid, *_processes(lambda st, _c: st[1] == pid)], sorted(db)
+
+
 def bench_server(
     root: Path, bodies: list[bytes], signer: Signer, clients: int, workers: int = 1
 ) -> dict:
     key = {"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_b64}
+    url = Workspace.open(root).db_url()
+    db_name = urlsplit(url).path.lstrip("/") if url.startswith("postgresql") else None
+    before = _db_backends(db_name)  # e.g. this process's own, idle
     with run_server(root, key, "--max-age", "3600", "--workers", str(workers)) as server:
         signed = [(b, signer.headers(b)) for b in bodies]
+        server_pids, db_pids = _ready(server, workers, db_name, before)
         parts = [signed[i::clients] for i in range(clients)]
         stored = [0] * clients
         errors: list[str] = []
@@ -88,12 +153,14 @@ def bench_server(
                 stored[k] += json.loads(resp)["stored"]
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        cpu0 = _cpu_seconds(server_pids), _cpu_seconds(db_pids)
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         dt = time.perf_counter() - t0
+        cpu = _cpu_seconds(server_pids) - cpu0[0], _cpu_seconds(db_pids) - cpu0[1]
     if errors:
         raise SystemExit(f"server errors: {errors[:3]}")
     total = sum(stored)
@@ -104,6 +171,8 @@ def bench_server(
         "seconds": round(dt, 2),
         "events_per_s": round(total / dt),
         "batches_per_s": round(len(bodies) / dt, 1),
+        "server_cpu_us_per_event": round(cpu[0] / total * 1e6, 1) if server_pids else None,
+        "db_cpu_us_per_event": round(cpu[1] / total * 1e6, 1) if db_pids else None,
     }
 
 

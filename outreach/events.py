@@ -17,8 +17,9 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,37 +144,79 @@ class _Norm:
 _raw_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def _normalize(event: object, index: int) -> _Norm:
+def _normalize(event: object, index: int, raw: str | None = None) -> _Norm:
     if not isinstance(event, dict):
         raise EventError(
             f"event #{index + 1} is a {type(event).__name__}, not a JSON object",
             hint="SendGrid posts a JSON array of objects",
         )
-    kind = _text(event.get("event"))
+    get = event.get
+    kind = _text(get("event"))
     if not kind:
         raise EventError(f"event #{index + 1} has no 'event' field")
-    return _Norm(
-        eid=event_id(event),
-        event=kind.lower(),
-        email=_text(event.get("email")),
-        timestamp=_int(event.get("timestamp")),
-        send_id=_text(event.get("send_id")),
-        campaign=_text(event.get("campaign")),
-        step=_text(event.get("step")),
-        contact_id=_text(event.get("contact_id")),
-        message_id=_text(event.get("sg_message_id")),
-        url=_text(event.get("url")),
-        type=_text(event.get("type")),
-        reason=_text(event.get("reason")),
-        machine_open=int(_truthy(event.get("sg_machine_open"))),
-        raw=_raw_json(event),
-        original=event,
+    return _Norm(  # positional, in the fields' order (a webhook batch makes 1,000 of these)
+        event_id(event),
+        kind.lower(),
+        _text(get("email")),
+        _int(get("timestamp")),
+        _text(get("send_id")),
+        _text(get("campaign")),
+        _text(get("step")),
+        _text(get("contact_id")),
+        _text(get("sg_message_id")),
+        _text(get("url")),
+        _text(get("type")),
+        _text(get("reason")),
+        int(_truthy(get("sg_machine_open"))),
+        _raw_json(event) if raw is None else raw,
+        event,
     )
 
 
-def normalize(events: Iterable[object]) -> list[_Norm]:
-    """Check the shape of every event (raises :class:`EventError` naming the first bad one)."""
-    return [_normalize(e, i) for i, e in enumerate(events)]
+def normalize(events: Iterable[object], raw: Sequence[str] | None = None) -> list[_Norm]:
+    """Check the shape of every event (raises :class:`EventError` naming the first bad one).
+    ``raw``: each event's JSON text as received (default: the event encoded again)."""
+    if raw is None:
+        return [_normalize(e, i) for i, e in enumerate(events)]
+    events = list(events)
+    if len(raw) != len(events):
+        raise ValueError(f"{len(raw)} raw texts for {len(events)} events")
+    return [_normalize(e, i, r) for i, (e, r) in enumerate(zip(events, raw, strict=True))]
+
+
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_decode_at = json.JSONDecoder().raw_decode
+
+
+def split_array(text: str) -> tuple[list, list[str]] | None:
+    """The elements of a JSON array and the text of each as received, parsed by the same
+    decoder as ``json.loads``; None when ``text`` is anything but one well-formed array (parse
+    it with ``json.loads`` then, for the error or the value). Saves the webhook encoding every
+    event again for its ``raw`` column."""
+    ws = _WS.match
+    i = ws(text).end()
+    if text[i : i + 1] != "[":
+        return None
+    i = ws(text, i + 1).end()
+    items: list = []
+    texts: list[str] = []
+    try:
+        if text[i : i + 1] != "]":
+            while True:
+                item, end = _decode_at(text, i)
+                items.append(item)
+                texts.append(text[i:end])
+                i = ws(text, end).end()
+                if text[i : i + 1] != ",":
+                    break
+                i = ws(text, i + 1).end()
+            if text[i : i + 1] != "]":
+                return None
+    except ValueError:  # json.JSONDecodeError
+        return None
+    if ws(text, i + 1).end() != len(text):
+        return None  # something after the array
+    return items, texts
 
 
 # ------------------------------------------------------------------------------------------
@@ -223,16 +266,22 @@ def _match(ledger: Ledger, evs: list[_Norm]) -> dict[int, Match]:
 
 
 def ingest(
-    ledger: Ledger, events: Iterable[object], source: str, who: str | None = None
+    ledger: Ledger,
+    events: Iterable[object],
+    source: str,
+    who: str | None = None,
+    *,
+    raw: Sequence[str] | None = None,
 ) -> IngestResult:
     """Store events durably (one transaction), deduplicated, matched, with suppressions.
 
     ``source`` says where they came from (``webhook``, ``import:FILE``, ``unsubscribe-link``);
-    ``who`` is recorded in the suppression log (default: derived from ``source``).
-    Raises :class:`EventError` before storing anything if an event is not an object with an
-    ``event`` field. When this returns, the events are committed.
+    ``who`` is recorded in the suppression log (default: derived from ``source``); ``raw``
+    holds each event's JSON text as received (:func:`split_array`), stored as it is (default:
+    the event encoded again). Raises :class:`EventError` before storing anything if an event
+    is not an object with an ``event`` field. When this returns, the events are committed.
     """
-    evs = normalize(events)
+    evs = normalize(events, raw)
     result = IngestResult(received=len(evs))
     if not evs:
         return result

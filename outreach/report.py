@@ -231,7 +231,8 @@ class Loaded:
     ev_row: np.ndarray  # int64: each event's row in ``sends`` (its position)
     ev_kind: np.ndarray  # int8: index in KINDS
     ev_ts: np.ndarray  # float64 (NaN when missing)
-    ev_url: np.ndarray  # object (None unless a click)
+    click_row: np.ndarray  # int64: the clicks that name a URL: their send's row in ``sends``
+    click_url: np.ndarray  # object: … and that URL
     stored: int  # matched events of the campaign (any kind)
     unmatched: int
 
@@ -258,29 +259,49 @@ def load(
     sends = pd.DataFrame(
         {name: pd.Series(table[:, i], dtype=object) for i, name in enumerate(SEND_COLUMNS)}
     )
+    if found.columns is not None:  # the database matched them and left the others out
+        pos_l, kind_l, ts_l, cpos_l, url_l = found.columns
+        found.columns = None
+        ev_row = np.array(pos_l, dtype=np.int64)
+        ev_kind = np.array(kind_l, dtype=np.int8)
+        ev_ts = np.array(ts_l, dtype=np.float64)  # None → NaN
+        click_row = np.array(cpos_l, dtype=np.int64)
+        click_url = np.array(url_l, dtype=object)
+        return Loaded(
+            sends, ev_row, ev_kind, ev_ts, click_row, click_url, found.matched, found.unmatched
+        )
     rows, found.events = found.events, []
     if rows:
         arr = np.array(rows, dtype=object)  # one 2-D conversion: 3x faster than zip(*rows)
         del rows
-        if found.by_position:  # the database matched them (and left the others out)
+        if found.by_position:
             pos = arr[:, 0].astype(np.int64)
         else:
             pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
-        keep = pos >= 0  # events of another transport's (or step's) messages are left out
+        kind = arr[:, 1].astype(np.int8)
+        # left out: events of another transport's (or step's) messages, and those of other
+        # kinds (-1: a store may return them for its count of matched events)
+        keep = (pos >= 0) & (kind >= 0)
         ev_row = pos[keep].astype(np.int64)
-        ev_kind = arr[keep, 1].astype(np.int8)
+        ev_kind = kind[keep]
         ts = arr[keep, 2]
         missing = pd.isna(ts)
         if missing.any():
             ts = np.where(missing, np.nan, ts)
         ev_ts = ts.astype(np.float64)
-        ev_url = arr[keep, 3]
+        url = arr[keep, 3]
+        clicks = (ev_kind == _CLICK) & pd.notna(url)
+        click_row = ev_row[clicks]
+        click_url = url[clicks]
     else:
         ev_row = np.zeros(0, np.int64)
         ev_kind = np.zeros(0, np.int8)
         ev_ts = np.zeros(0, np.float64)
-        ev_url = np.zeros(0, object)
-    return Loaded(sends, ev_row, ev_kind, ev_ts, ev_url, found.matched, found.unmatched)
+        click_row = np.zeros(0, np.int64)
+        click_url = np.zeros(0, object)
+    return Loaded(
+        sends, ev_row, ev_kind, ev_ts, click_row, click_url, found.matched, found.unmatched
+    )
 
 
 _FLAG_COLUMNS = {
@@ -337,26 +358,50 @@ def _group_metrics(
     return out
 
 
-def _timeline(kind: np.ndarray, ts: np.ndarray, granularity: str) -> list[dict]:
+def _or_none(values: np.ndarray) -> np.ndarray:
+    """``values`` with "(none)" for a missing or empty one (decided once per distinct value)."""
+    codes, uniques = pd.factorize(values)  # a missing value: code -1
+    named = [u if u != "" else "(none)" for u in uniques.tolist()] + ["(none)"]
+    return np.array(named, dtype=object)[codes]
+
+
+def _timelines(
+    step: np.ndarray, kind: np.ndarray, ts: np.ndarray, granularity: str
+) -> tuple[list[dict], dict[int, list[dict]]]:
+    """Opens and clicks per time bucket: over all the events, and per step code (``step``:
+    each event's), in one pass."""
     mask = ((kind == _OPEN) | (kind == _CLICK)) & ~np.isnan(ts)
     if not mask.any():
-        return []
+        return [], {}
     size = 3600 if granularity == "hour" else 86400
     bucket = (ts[mask] // size).astype(np.int64)
     is_click = (kind[mask] == _CLICK).astype(np.int64)
-    keys, n = np.unique(bucket * 2 + is_click, return_counts=True)
-    per: dict[int, list[int]] = {}
-    for key, cnt in zip(keys.tolist(), n.tolist(), strict=True):
-        per.setdefault(key // 2, [0, 0])[key % 2] = cnt
+    first = int(bucket.min())
+    span = int(bucket.max()) - first + 1
     fmt = "%Y-%m-%dT%H:00Z" if granularity == "hour" else "%Y-%m-%d"
-    return [
-        {
-            "bucket": datetime.fromtimestamp(b * size, UTC).strftime(fmt),
-            "opens": oc[0],
-            "clicks": oc[1],
-        }
-        for b, oc in sorted(per.items())
-    ]
+
+    def rows(keys: np.ndarray, counts: np.ndarray) -> list[dict]:
+        per: dict[int, list[int]] = {}
+        for key, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
+            per.setdefault(key // 2, [0, 0])[key % 2] = cnt
+        return [
+            {
+                "bucket": datetime.fromtimestamp((b + first) * size, UTC).strftime(fmt),
+                "opens": oc[0],
+                "clicks": oc[1],
+            }
+            for b, oc in sorted(per.items())
+        ]
+
+    offset = (bucket - first) * 2 + is_click
+    overall = rows(*np.unique(offset, return_counts=True))
+    keys, counts = np.unique(step[mask].astype(np.int64) * (span * 2) + offset, return_counts=True)
+    per_step: dict[int, list[dict]] = {}
+    codes = keys // (span * 2)
+    for code in np.unique(codes).tolist():
+        m = codes == code
+        per_step[code] = rows(keys[m] - code * span * 2, counts[m])
+    return overall, per_step
 
 
 def report(
@@ -550,8 +595,7 @@ def build(
     sends = data.sends.copy()
     sends["is_sent"] = (sends["status"] == "sent").to_numpy()
     for dim in DIMENSIONS:
-        col = sends[dim]
-        sends[dim] = col.where(col.notna() & (col != ""), "(none)")
+        sends[dim] = _or_none(sends[dim].to_numpy(dtype=object))
     # attach events to their send rows: per-send counts of each kind
     pos = data.ev_row
     k = len(KINDS)
@@ -577,7 +621,12 @@ def build(
     namer = LinkNamer(c)
     steps_out: list[StepReport] = []
     order = [s.id for s in c.steps if step is None or s.id == step]
-    ev_step = sends["step"].to_numpy(dtype=object)[pos] if len(pos) else np.zeros(0, object)
+    # each event's and click's step, as a code of its send's step
+    send_step, step_ids = pd.factorize(sends["step"].to_numpy(dtype=object))
+    step_code = {str(sid): i for i, sid in enumerate(step_ids)}
+    ev_step = send_step[pos]
+    click_step = send_step[data.click_row]
+    timeline, timelines = _timelines(ev_step, data.ev_kind, data.ev_ts, granularity)
     flags = _flags(frame)
     step_codes, step_names = pd.factorize(frame["step"].to_numpy(dtype=object), sort=True)
     step_names = pd.Index(step_names)
@@ -587,18 +636,19 @@ def build(
     for sid in order:
         if sid not in totals_by_step.index and step is None:
             continue
-        m = ev_step == sid
+        code = step_code.get(sid, -1)
         totals = (
             _with_rates(totals_by_step.loc[sid].to_dict())
             if sid in totals_by_step.index
             else _with_rates({})
         )
         by = {dim: by_step[dim].get(sid, []) for dim in DIMENSIONS}
-        links = _links(data.ev_kind[m], data.ev_url[m], pos[m], namer)
-        timeline = _timeline(data.ev_kind[m], data.ev_ts[m], granularity)
-        steps_out.append(StepReport(sid, totals, by, links, timeline, assess(sid, totals, by)))
+        m = click_step == code
+        links = _links(data.click_url[m], data.click_row[m], namer)
+        steps_out.append(
+            StepReport(sid, totals, by, links, timelines.get(code, []), assess(sid, totals, by))
+        )
 
-    timeline = _timeline(data.ev_kind, data.ev_ts, granularity)
     top = _top_countries(frame)
     matched = int(data.stored)
     if not matched:
@@ -642,35 +692,36 @@ def build(
     )
 
 
-def _links(kind: np.ndarray, url: np.ndarray, pos: np.ndarray, namer: LinkNamer) -> list[dict]:
-    m = kind == _CLICK
-    if not m.any():
+def _links(url: np.ndarray, row: np.ndarray, namer: LinkNamer) -> list[dict]:
+    """Clicks per link label: total, and unique (distinct sends); ``url`` and ``row`` are the
+    clicks' URLs and their sends' rows."""
+    if not len(url):
         return []
-    clicks = pd.DataFrame({"url": url[m], "row": pos[m]})
-    clicks = clicks[clicks["url"].notna()]
-    if clicks.empty:
-        return []
-    named = {u: namer.names(str(u)) for u in clicks["url"].unique()}
-    labels = clicks["url"].map(lambda u: named[u][0])
-    agg = (
-        clicks.assign(link=labels)
-        .groupby("link", sort=False)
-        .agg(total=("row", "size"), unique=("row", "nunique"), url=("url", "first"))
-    )
+    inv, urls = pd.factorize(url.astype(str), sort=True)
+    named = [namer.names(u) for u in urls]
+    label_of_url, labels = pd.factorize(np.array([n[0] for n in named], dtype=object))
+    label = label_of_url[inv]
+    n = len(labels)
+    total = np.bincount(label, minlength=n)
+    unique = np.bincount(np.unique(row.astype(np.int64) * n + label) % n, minlength=n)
+    # each label's URL: the smallest of its clicked URLs (the same whatever order the store
+    # returned the clicks in)
+    shown = np.full(n, len(urls))
+    np.minimum.at(shown, label_of_url, np.arange(len(urls)))
     out = []
-    for label, r in agg.iterrows():
-        names = named[r["url"]][1]
+    for i, lab in enumerate(labels.tolist()):
+        names = named[shown[i]][1]
         if names:
             link_url = namer.links_url(names[0])
         else:
-            link_url = None if str(label).startswith("share:") else r["url"]
+            link_url = None if str(lab).startswith("share:") else urls[shown[i]]
         out.append(
             {
-                "link": str(label),
+                "link": str(lab),
                 "names": names,
                 "url": link_url,
-                "clicks_total": int(r["total"]),
-                "clicks_unique": int(r["unique"]),
+                "clicks_total": int(total[i]),
+                "clicks_unique": int(unique[i]),
             }
         )
     out.sort(key=lambda m: (-m["clicks_unique"], -m["clicks_total"], m["link"]))

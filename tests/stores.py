@@ -132,3 +132,21 @@ def rows(root: Path, table: str = "sends", **where) -> list[dict]:
     """A table's rows as dicts (``where``: column = value)."""
     with open_store(root) as store:
         return store.table_rows(table, **where)
+
+
+def pg_seq_scans(store: Store, table: str) -> int:
+    """Sequential scans of ``table`` so far in the store's current transaction (PostgreSQL's
+    own counter): for tests of how the store reads, not what."""
+    row = store.conn.execute(  # type: ignore[attr-defined]
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = %s", (table,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pg_staging_bytes(store: Store) -> int:
+    """The size on disk of the store's event staging table (a temporary table of its
+    connection; 0 when it was never made)."""
+    row = store.conn.execute(  # type: ignore[attr-defined]
+        "SELECT coalesce(pg_relation_size(to_regclass('pg_temp.events_in')), 0)"
+    ).fetchone()
+    return int(row[0])

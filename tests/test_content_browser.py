@@ -1,7 +1,7 @@
 """The December messages in headless Chromium: readable at 375 px and 600 px.
 
-Screenshots go to the test's tmp dir; set OUTREACH_SCREENSHOTS to a folder to keep copies
-(the lead's copies live in /work/notes/screenshots/).
+Screenshots go to the test's tmp dir, and to ``OUTREACH_SCREENSHOT_DIR`` as well when it is
+set (as in the other browser tests).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def browser():
 
 
 def _keep(path: Path) -> None:
-    target = os.environ.get("OUTREACH_SCREENSHOTS")
+    target = os.environ.get("OUTREACH_SCREENSHOT_DIR")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(target) / path.name)

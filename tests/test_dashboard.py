@@ -252,6 +252,7 @@ def test_the_json_download_is_the_apis_document(staff_client, tracked) -> None:
         ("/campaigns/december?step=nope", 400, "nope"),
         ("/campaigns/december?edition=next", 400, "must be a number"),
         ("/campaigns/nope/report.csv", 404, "no campaign named"),
+        ("/campaigns/december/report.csv?step=nope", 400, "nope"),
     ],
 )
 def test_bad_report_requests(staff_client, path, status, words) -> None:
@@ -327,6 +328,7 @@ def test_a_contact_lookup(staff_client, tracked, circular_rows) -> None:
     assert "december · 2026 edition · step circular" in page
     assert "bounced" in page
     assert "Suppressed since" in page and "bounce" in page
+    assert "<h3>Suppression history</h3>" in page and '<td class="text">add</td>' in page
     clicker = circular_rows[4]["email"]  # opened, clicked the model letter and a share link
     page = c.get("/contacts", params={"email": clicker}).text
     assert "Not suppressed" in page

@@ -3,6 +3,7 @@ audiences resolved from stored events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from datetime import datetime
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outreach.cli import main
-from outreach.events import event_id, import_files, ingest, read_file
+from outreach.events import event_id, import_files, ingest, read_file, split_array
 from outreach.exceptions import ConfigError, EventError
 from outreach.exclusions import Exclusion, Reason
 from outreach.ledger import Ledger
@@ -92,6 +93,62 @@ def test_ingest_matches_dedupes_and_keeps_unmatched(ledger: Ledger) -> None:
     assert stored["a1"] == (1, 0, r[0]["send_id"], "webhook")
     assert stored["a2"][:2] == (1, 1)
     assert stored["a3"] == (0, 0, None, "webhook")
+
+
+def test_raw_is_each_events_text_as_received_or_the_event_encoded(ledger: Ledger) -> None:
+    r = rows(ledger)
+    first = '{"event": "open",  "sg_event_id": "t1", "email": "' + r[0]["email"] + '"}'
+    second = '{"event":"click","sg_event_id":"t2","email":"' + r[1]["email"] + '",'
+    second += '"url":"https://x.test/?a=%C3%A9&b=\\u00e9"}'
+    body = f"[ {first},\n{second} ]"
+    items, texts = split_array(body)
+    assert items == json.loads(body)
+    res = ingest(ledger, items, "webhook", raw=texts)
+    assert (res.stored, res.matched) == (2, 0)  # no send_id: unmatched, kept
+    raw = {e["sg_event_id"]: e["raw"] for e in ledger.event_rows()}
+    assert raw == {"t1": texts[0], "t2": texts[1]}
+    assert texts == [first, second]
+    ingest(ledger, [ev(r[2], "delivered", sg_event_id="t3")], "webhook")  # without: encoded
+    assert json.loads(ledger.event_rows(sg_event_id="t3")[0]["raw"])["sg_event_id"] == "t3"
+    with pytest.raises(ValueError, match="1 raw texts for 2 events"):
+        ingest(ledger, items, "webhook", raw=texts[:1])
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(JSON, max_size=6),
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    st.sampled_from([None, 2]),
+    st.booleans(),
+    st.sampled_from(["", " ", "\r\n", "\t \n"]),
+)
+def test_split_array_parses_as_json_loads_and_keeps_each_elements_text(
+    value, separators, indent, ascii_only, pad
+) -> None:
+    text = pad + json.dumps(value, separators=separators, indent=indent, ensure_ascii=ascii_only)
+    text += pad
+    items, texts = split_array(text)
+    assert items == json.loads(text) == value
+    assert [json.loads(t) for t in texts] == items
+    assert all(t == t.strip() and t in text for t in texts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"event": "open"}', "null", "", "  ", "[", "[1,", "[1,]", "[,1]", "[1 2]", "[1] x",
+     "[1]]", '["a]', "[tru]", "[1]\x00", "\ufeff[1]"],
+)  # fmt: skip
+def test_split_array_leaves_anything_else_to_json_loads(text) -> None:
+    assert split_array(text) is None
+    with contextlib.suppress(json.JSONDecodeError):
+        assert not isinstance(json.loads(text), list)
 
 
 def test_events_without_sg_event_id_get_a_stable_hash_id(ledger: Ledger) -> None:

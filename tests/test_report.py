@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -17,7 +18,7 @@ from outreach.cli import main
 from outreach.events import ingest
 from outreach.exceptions import ConfigError
 from outreach.ledger import Ledger
-from outreach.report import METRICS, LinkNamer, report
+from outreach.report import METRICS, LinkNamer, _links, report
 from outreach.report_formats import CSV_FIELDS, render
 from outreach.workspace import Workspace
 from tests import stores
@@ -148,6 +149,25 @@ def test_link_names(tmp_path: Path) -> None:
     )
     assert namer.names("https://x.com/escrnet")[0] == "other: x.com/escrnet"
     assert namer.names("https://outreach.escr-net.org/u/abc")[0] == "unsubscribe link"
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0]])
+def test_a_grouped_links_url_does_not_depend_on_the_clicks_order(tmp_path: Path, order) -> None:
+    """Clicks on one page with different queries are one ``other:`` link; its URL is the
+    alphabetically first, whatever order the store returns the clicks in."""
+    root = make_workspace(tmp_path / "ws")
+    namer = LinkNamer(load_campaign(root, "december"))
+    clicks = ["https://example.org/page?b=2", "https://example.org/page?a=1", "https://x.com/a"]
+    url = np.array([clicks[i] for i in order], dtype=object)
+    row = np.array(order, dtype=np.int64)
+    links = {x["link"]: x for x in _links(url, row, namer)}
+    page = links["other: example.org/page"]
+    assert (page["url"], page["clicks_total"], page["clicks_unique"]) == (
+        "https://example.org/page?a=1",
+        2,
+        2,
+    )
+    assert links["other: x.com/a"]["url"] == "https://x.com/a"
 
 
 def test_json_and_csv_are_stable_and_documented(ws: Workspace) -> None:

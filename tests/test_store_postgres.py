@@ -337,3 +337,52 @@ def test_a_lost_connection_without_the_lock_reconnects(tmp_path: Path) -> None:
             store.ping()
         with pytest.raises(LedgerError, match="and the send lock with it"):
             store.ping()  # never silently again: the lock is gone
+
+
+# ------------------------------------------------------------------------------------------
+# how ingestion reads and stages
+
+
+def test_webhook_batches_probe_sends_by_index_and_leave_no_staging_behind(tmp_path: Path) -> None:
+    """A batch finds its sends (by send id, and by message id for the fallback) one index
+    probe per id: ``= ANY(…)`` made the planner scan all of ``sends`` for every batch of a
+    freshly loaded ledger. The staging table is emptied at commit: after a DELETE it kept its
+    pages (no autovacuum for temporary tables) and grew by every batch."""
+    from outreach.events import ingest
+
+    n = 3000
+    sends = [(f"{i:032x}", f"p{i}@example.org", f"msg{i}") for i in range(n)]
+    columns = ("send_id", "campaign", "edition", "step", "contact_id", "transport", "email")
+    columns += ("status", "message_id", "created_at", "updated_at")
+    at = "2026-12-01T10:00:00+00:00"
+    with Store.open(stores.new_url("postgresql", tmp_path), purpose="outreach tests") as store:
+        rows = [
+            (sid, "december", 2026, "circular", f"c{i}", "outbox", email, "sent", mid, at, at)
+            for i, (sid, email, mid) in enumerate(sends)
+        ]
+        store.write_table("sends", columns, rows)
+
+        def batch(b: int) -> list[dict]:
+            out = []
+            for i in range(b * 200, b * 200 + 200):
+                sid, email, mid = sends[(i * 7) % n]
+                e = {"event": "open", "email": email, "timestamp": 1_796_115_600 + i}
+                e["sg_event_id"] = f"ev-{i}"
+                if i % 2:
+                    e["send_id"] = sid
+                else:  # no custom_args: matched by the message id's prefix and the address
+                    e["sg_message_id"] = f"{mid}.filterdrecv-{i}.0"
+                out.append(e)
+            return out
+
+        with store.transaction():
+            res = ingest(store, batch(0), "webhook")
+            assert stores.pg_seq_scans(store, "sends") == 0
+        assert (res.stored, res.matched) == (200, 200)
+        with store.transaction():  # two batches in one transaction: nothing counted twice
+            assert ingest(store, batch(1), "webhook").stored == 200
+            assert ingest(store, batch(1) + batch(2), "webhook").stored == 200
+        for b in range(3, 8):
+            assert ingest(store, batch(b), "webhook").matched == 200
+        assert stores.pg_staging_bytes(store) == 0
+        assert len(store.event_rows()) == 8 * 200

@@ -9,9 +9,13 @@ server worker) has its own connection, and pools wait with timed waits that libf
 (which the tests run under) never ends.
 
 Bulk paths: a batch's ``pending`` rows go in one pipelined ``executemany``; events are
-``COPY``'d into a temporary table, then moved with one ``INSERT … ON CONFLICT DO NOTHING
+``COPY``'d into a temporary table (``ON COMMIT DELETE ROWS``: emptied by truncation at each
+commit, so it never grows), then moved with one ``INSERT … ON CONFLICT DO NOTHING
 RETURNING``, which says which ids were new whatever other process inserts concurrently; a
-batch's per-recipient message ids are one ``UPDATE … FROM unnest(…)``.
+batch's per-recipient message ids are one ``UPDATE … FROM unnest(…)``. A batch's events find
+their sends by one index probe per id (``unnest`` joined ``LATERAL``), never a scan of the
+table: with ``= ANY(…)`` the planner scanned all of ``sends`` for every webhook batch whenever
+it judged the table small or had no statistics yet (a freshly loaded ledger).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class PostgresStore(Store):
         self.conn: psycopg.Connection | None = None
         self._sql: dict[str, str] = {}
         self._staging = False  # the temporary table for event inserts exists
+        self._staged = False  # it holds rows of this transaction (emptied at commit)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -74,7 +79,7 @@ class PostgresStore(Store):
                 hint="check that PostgreSQL is running and reachable and that OUTREACH_DB is "
                 "right (user, password, host, port, database); then run the command again",
             ) from None
-        self._staging = False
+        self._staging = self._staged = False  # temporary tables go with the connection
 
     def _disconnect(self) -> None:
         if self.conn is not None:
@@ -111,10 +116,11 @@ class PostgresStore(Store):
 
     def _commit(self) -> None:
         self._live().execute("COMMIT")
+        self._staged = False
 
     def _rollback(self) -> None:
         # a rollback also undoes a CREATE TEMP TABLE of this transaction: create it again
-        self._staging = False
+        self._staging = self._staged = False
         conn = self.conn
         if conn is None or conn.closed:
             return
@@ -229,6 +235,33 @@ class PostgresStore(Store):
             (ts, list(message_ids), list(message_ids.values()), batch_id),
         )
 
+    def sends_by_id(self, send_ids: Sequence[str]) -> dict[str, tuple]:
+        return {
+            r[0]: r
+            for r in self._probe(
+                "send_id, campaign, edition, step, contact_id FROM sends WHERE send_id = v.k "
+                "LIMIT 1",
+                send_ids,
+            )
+        }
+
+    def sends_by_message_id(self, message_ids: Sequence[str]) -> list[tuple]:
+        return self._probe(
+            "send_id, campaign, edition, step, contact_id, message_id, email FROM sends "
+            "WHERE message_id = v.k OFFSET 0",
+            message_ids,
+        )
+
+    def _probe(self, select: str, keys: Sequence[str]) -> list[tuple]:
+        """``SELECT {select}`` once per key (``v.k``), each an index probe: ``LIMIT``/``OFFSET``
+        keep the subquery a loop over the keys instead of a join the planner may hash."""
+        if not keys:
+            return []
+        return self._all(
+            f"SELECT s.* FROM unnest(?::text[]) AS v(k) CROSS JOIN LATERAL (SELECT {select}) s",
+            (list(keys),),
+        )
+
     def insert_events(self, rows: Sequence[Sequence]) -> set[str]:
         if not rows:
             return set()
@@ -238,11 +271,17 @@ class PostgresStore(Store):
             conn = self._live()
             with self.transaction():
                 if not self._staging:
+                    # emptied at commit by truncation: a DELETE left its pages behind, which
+                    # autovacuum never visits in a temporary table, so it grew by every batch
+                    # (70 MB per 100,000 events) and each INSERT below read all of it again
                     conn.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS events_in AS SELECT {cols} FROM events "
-                        "WITH NO DATA"
+                        "CREATE TEMP TABLE IF NOT EXISTS events_in ON COMMIT DELETE ROWS AS "
+                        f"SELECT {cols} FROM events WITH NO DATA"
                     )
                     self._staging = True
+                elif self._staged:  # a second batch in one transaction
+                    conn.execute("DELETE FROM events_in")
+                self._staged = True
                 with conn.cursor() as cur:
                     with cur.copy(f"COPY events_in ({cols}) FROM STDIN") as copy:
                         for r in rows:
@@ -253,9 +292,7 @@ class PostgresStore(Store):
                         "ORDER BY sg_event_id ON CONFLICT (sg_event_id) DO NOTHING "
                         "RETURNING sg_event_id"
                     )
-                    new = {r[0] for r in cur.fetchall()}
-                    cur.execute("DELETE FROM events_in")
-                return new
+                    return {r[0] for r in cur.fetchall()}
 
         return self._call(run)
 
@@ -268,8 +305,12 @@ class PostgresStore(Store):
     def report_rows(self, campaign, edition, transport, step, window) -> ReportRows:
         """As on SQLite, but the database joins each event to its send and returns the send's
         index, not its 32-character id (a million fewer strings to parse and look up), read in
-        binary from one snapshot (so that both lists agree)."""
-        from outreach.store.base import REPORT_EVENT_NAMES, REPORT_KIND_SQL, REPORT_SEND_COLUMNS
+        binary from one snapshot (so that both lists agree).
+
+        One pass over the edition's matched events, which also counts them (the ``matched``
+        figure; with ``step``, whose count is by the events' own step, a count of its
+        own)."""
+        from outreach.store.base import REPORT_KIND_SQL, REPORT_SEND_COLUMNS
 
         where = "s.campaign = %s AND s.edition = %s AND s.transport = %s"
         args: list = [campaign, edition, transport or ""]
@@ -278,45 +319,77 @@ class PostgresStore(Store):
             args.append(step)
         step_sql = " AND step = %s" if step else ""
         step_arg = [step] if step else []
+        # with one step, the events of the other steps' sends are not needed for the count
+        join = "JOIN" if step else "LEFT JOIN"
 
         def run() -> ReportRows:
             conn = self._live()
             with self.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                # the join below is always a bulk one: without statistics (a freshly loaded
-                # ledger, autovacuum off or not yet run) the planner guessed one row and chose a
-                # nested loop that re-ran the numbering of every send per event (> 7 minutes
-                # for 1M events instead of seconds)
+                # plans that hold without statistics (a freshly loaded ledger, autovacuum off
+                # or not yet run: the planner guesses one row everywhere):
+                # - the join is always a bulk one: a nested loop re-ran the numbering of every
+                #   send per event (> 7 minutes for 1M events instead of seconds);
+                # - no index scans while most of the events table is not known all-visible
+                #   (before its first VACUUM): an index-only scan of the covering
+                #   ``events_report`` index then fetches every row from the table in index
+                #   order, at random (5 s per pass over 1M events), where a bitmap or
+                #   sequential scan reads the table in its order (< 1 s); once vacuumed, the
+                #   index-only scan is the fastest (2.6 s against 3.3 s for the whole pass);
+                # - memory for the join's and the sort's 200,000 sends, not temporary files.
                 conn.execute("SET LOCAL enable_nestloop = off")
+                pages, visible = conn.execute(
+                    "SELECT relpages, relallvisible FROM pg_class WHERE oid = to_regclass('events')"
+                ).fetchone() or (0, 0)
+                if not pages or visible * 2 < pages:
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    conn.execute("SET LOCAL enable_indexonlyscan = off")
+                conn.execute("SET LOCAL work_mem = '64MB'")
                 with conn.cursor(binary=True) as cur:
                     cols = ", ".join("s." + c for c in REPORT_SEND_COLUMNS)
                     cur.execute(
                         f"SELECT {cols} FROM sends s WHERE {where} ORDER BY s.send_id", args
                     )
                     sends = cur.fetchall()
+                    # one row of arrays: a million rows' worth of Python tuples is the
+                    # slow part of reading them (and the clicks apart, for their URLs)
+                    kept = "pos IS NOT NULL AND k IS NOT NULL"
+                    click = "pos IS NOT NULL AND k = 7 AND url IS NOT NULL"
                     cur.execute(
-                        f"""WITH s AS (SELECT s.send_id, row_number() OVER (ORDER BY s.send_id) - 1
-                                       AS pos FROM sends s WHERE {where})
-                            SELECT s.pos::int, {REPORT_KIND_SQL}, e.timestamp, e.url
-                            FROM events e JOIN s ON s.send_id = e.send_id
-                            WHERE e.campaign = %s AND e.edition = %s AND e.matched = 1
-                              AND e.event = ANY(%s)""",
-                        [*args, campaign, edition, list(REPORT_EVENT_NAMES)],
+                        f"""WITH s AS (SELECT s.send_id,
+                                              (row_number() OVER (ORDER BY s.send_id) - 1)::int
+                                              AS pos
+                                       FROM sends s WHERE {where}),
+                            ev AS (SELECT s.pos, {REPORT_KIND_SQL} AS k, e.timestamp AS ts, e.url
+                                   FROM events e {join} s ON s.send_id = e.send_id
+                                   WHERE e.campaign = %s AND e.edition = %s AND e.matched = 1)
+                            SELECT count(*),
+                                   array_agg(pos) FILTER (WHERE {kept}),
+                                   array_agg(k) FILTER (WHERE {kept}),
+                                   array_agg(ts) FILTER (WHERE {kept}),
+                                   array_agg(pos) FILTER (WHERE {click}),
+                                   array_agg(url) FILTER (WHERE {click})
+                            FROM ev""",
+                        [*args, campaign, edition],
                     )
-                    events = cur.fetchall()
-                    cur.execute(
-                        "SELECT count(*) FROM events WHERE campaign = %s AND edition = %s "
-                        "AND matched = 1" + step_sql,
-                        [campaign, edition, *step_arg],
-                    )
-                    matched = cur.fetchone()[0]
+                    n, *arrays = cur.fetchone()
+                    columns = tuple(a or [] for a in arrays)
+                    if step:
+                        cur.execute(
+                            "SELECT count(*) FROM events WHERE campaign = %s AND edition = %s "
+                            "AND matched = 1 AND step = %s",
+                            [campaign, edition, step],
+                        )
+                        matched = cur.fetchone()[0]
+                    else:
+                        matched = n
                     cur.execute(
                         "SELECT count(*) FROM events WHERE campaign = %s AND matched = 0 "
                         "AND timestamp >= %s AND timestamp < %s" + step_sql,
                         [campaign, window[0], window[1], *step_arg],
                     )
                     unmatched = cur.fetchone()[0]
-            return ReportRows(sends, events, int(matched), int(unmatched), by_position=True)
+            return ReportRows(sends, [], int(matched), int(unmatched), columns=columns)
 
         return self._call(run)
 

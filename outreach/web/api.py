@@ -59,6 +59,16 @@ def _store_error(exc: LedgerError) -> JSONResponse:
     return api_error(503, "unavailable", "the database cannot be read now; try again")
 
 
+def _refused(exc: OutreachError) -> JSONResponse:
+    """An API call that cannot be answered: no such campaign (404), the store unreadable
+    (503), or a bad request (400: a wrong parameter or body)."""
+    if isinstance(exc, live.NotFound):
+        return api_error(404, "not-found", exc.message)
+    if isinstance(exc, LedgerError):
+        return _store_error(exc)
+    return api_error(400, "bad-request", exc.message)
+
+
 async def _json_body(request: Request) -> dict:
     raw = bytearray()
     async for chunk in request.stream():
@@ -113,12 +123,8 @@ async def campaign_report(request: Request) -> Response:
             edition=live.edition_param(q.get("edition")),
             transport=q.get("transport") or None,
         )
-    except live.NotFound as exc:
-        return api_error(404, "not-found", exc.message)
-    except LedgerError as exc:
-        return _store_error(exc)
     except OutreachError as exc:
-        return api_error(400, "bad-request", exc.message)
+        return _refused(exc)
     assert found is not None  # the API waits for up-to-date figures
     return _json(found.report.as_dict())
 
@@ -140,10 +146,8 @@ async def audit(request: Request) -> Response:
     try:
         limit = live.int_param(request.query_params.get("limit"), "limit", 1, 10_000) or 200
         entries = await sv.db(accounts.audit_log, limit)
-    except ConfigError as exc:
-        return api_error(400, "bad-request", exc.message)
-    except LedgerError as exc:
-        return _store_error(exc)
+    except OutreachError as exc:
+        return _refused(exc)
     return _json({"entries": entries})
 
 
@@ -162,10 +166,8 @@ async def suppression_add(request: Request) -> Response:
         changed = await sv.db(
             live.change_suppression, True, email, why, request.state.user.email, sv.now()
         )
-    except ConfigError as exc:
-        return api_error(400, "bad-request", exc.message)
-    except LedgerError as exc:
-        return _store_error(exc)
+    except OutreachError as exc:
+        return _refused(exc)
     log.info("suppression added by %s (API)", request.state.user.email)
     return _json(
         {"email": email.strip().lower(), "suppressed": True, "changed": changed},
@@ -185,10 +187,8 @@ async def suppression_remove(request: Request) -> Response:
         changed = await sv.db(
             live.change_suppression, False, email, why, request.state.user.email, sv.now()
         )
-    except ConfigError as exc:
-        return api_error(400, "bad-request", exc.message)
-    except LedgerError as exc:
-        return _store_error(exc)
+    except OutreachError as exc:
+        return _refused(exc)
     if not changed:
         return api_error(404, "not-found", f"{email} is not suppressed")
     log.info("suppression lifted by %s (API)", request.state.user.email)

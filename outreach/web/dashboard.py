@@ -61,6 +61,16 @@ def _problem(request: Request, status: int, title: str, message: str) -> Respons
     )
 
 
+def _report_refused(request: Request, exc: OutreachError) -> Response:
+    """A report page or download that cannot be shown: no such campaign (404), the store
+    unreadable (503), or a bad step or edition (400)."""
+    if isinstance(exc, live.NotFound):
+        return _problem(request, 404, "No such campaign", exc.message)
+    if isinstance(exc, LedgerError):
+        return _unavailable(request, exc)
+    return _problem(request, 400, "Cannot show this report", exc.message)
+
+
 # ------------------------------------------------------------------------------------------
 # Campaigns
 
@@ -111,12 +121,8 @@ async def report_page(request: Request) -> Response:
         found = await live.live_report(sv, name, **options, wait=False)
         if found is None:  # nothing yet: wait for the first computation
             found = await live.live_report(sv, name, **options)
-    except live.NotFound as exc:
-        return _problem(request, 404, "No such campaign", exc.message)
-    except LedgerError as exc:
-        return _unavailable(request, exc)
     except OutreachError as exc:
-        return _problem(request, 400, "Cannot show this report", exc.message)
+        return _report_refused(request, exc)
     assert found is not None
     rep = found.report
     query = {k: v for k, v in (("step", options["step"]), ("edition", rep.edition)) if v}
@@ -143,12 +149,8 @@ async def report_csv(request: Request) -> Response:
     try:
         options = _report_options(request)
         found = await live.live_report(sv, name, **options)
-    except live.NotFound as exc:
-        return _problem(request, 404, "No such campaign", exc.message)
-    except LedgerError as exc:
-        return _unavailable(request, exc)
     except OutreachError as exc:
-        return _problem(request, 400, "Cannot show this report", exc.message)
+        return _report_refused(request, exc)
     rep = found.report
     filename = f"{rep.campaign}-{rep.edition}" + (f"-{rep.step_filter}" if rep.step_filter else "")
     return Response(

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from outreach.events import ingest
+from outreach.events import ingest, split_array
 from outreach.exceptions import ConfigError, EventError, LedgerError
 from outreach.web.services import Services
 
@@ -119,14 +119,21 @@ class Webhook:
                 return sv.reject(403, "bad-signature", request)
         else:
             log.warning("UNVERIFIED webhook request accepted (--insecure-no-verify)")
+        # each event's text as received, for its raw column (encoding it again cost more
+        # than parsing it); anything unusual goes through json.loads for its error
+        split = split_array(text)
+        if split is not None:
+            data, raw = split
+        else:
+            raw = None
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                return sv.reject(400, "bad-json", request, f"{exc.msg} at char {exc.pos}")
+            if not isinstance(data, list):
+                return sv.reject(400, "not-array", request, type(data).__name__)
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return sv.reject(400, "bad-json", request, f"{exc.msg} at char {exc.pos}")
-        if not isinstance(data, list):
-            return sv.reject(400, "not-array", request, type(data).__name__)
-        try:
-            res = await sv.db(ingest, data, "webhook")
+            res = await sv.db(ingest, data, "webhook", raw=raw)
         except EventError as exc:
             return sv.reject(400, "bad-event", request, exc.message)
         except LedgerError as exc:
