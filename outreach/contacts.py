@@ -14,7 +14,7 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -536,6 +536,16 @@ class _Memo:
         self.language: dict[str, tuple[str, _Found]] = {}
         self.relationship: dict[str, tuple[str | None, _Found]] = {}
 
+    @staticmethod
+    def checked(table: dict, raw: str, check: Callable[..., tuple], *args: object) -> tuple:
+        """``check(raw, *args)``, remembered in ``table`` (up to :data:`_MEMO_MAX` values)."""
+        got = table.get(raw)
+        if got is None:
+            got = check(raw, *args)
+            if len(table) < _MEMO_MAX:
+                table[raw] = got
+        return got
+
 
 def _check_country(raw_value: str, countries: CountryTable) -> tuple[str, _Found]:
     """(ISO code or "", issues) for a country cell."""
@@ -668,27 +678,15 @@ def _validate_row(
         org = shared.setdefault(org, org)
 
     memo = memo or _Memo()
-    raw = rec.get("country", "")
-    got = memo.country.get(raw)
-    if got is None:
-        got = _check_country(raw, countries)
-        if len(memo.country) < _MEMO_MAX:
-            memo.country[raw] = got
-    country, country_issues = got
-    raw = rec.get("language", "")
-    got = memo.language.get(raw)
-    if got is None:
-        got = _check_language(raw, offered, default_language)
-        if len(memo.language) < _MEMO_MAX:
-            memo.language[raw] = got
-    language, language_issues = got
-    raw = rec.get("relationship", "")
-    found_rel = memo.relationship.get(raw)
-    if found_rel is None:
-        found_rel = _check_relationship(raw, default_relationship)
-        if len(memo.relationship) < _MEMO_MAX:
-            memo.relationship[raw] = found_rel
-    relationship, relationship_issues = found_rel
+    country, country_issues = memo.checked(
+        memo.country, rec.get("country", ""), _check_country, countries
+    )
+    language, language_issues = memo.checked(
+        memo.language, rec.get("language", ""), _check_language, offered, default_language
+    )
+    relationship, relationship_issues = memo.checked(
+        memo.relationship, rec.get("relationship", ""), _check_relationship, default_relationship
+    )
     for severity, col, msg, hint in (*country_issues, *language_issues, *relationship_issues):
         issues.append(Issue(severity, source, row, col, msg, hint))
 
