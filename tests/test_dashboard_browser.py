@@ -8,7 +8,6 @@ inline script or style). Screenshots go to a temporary directory, and to
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,9 +18,8 @@ from outreach import accounts
 from tests import stores
 from tests.browser import browser_page, requires_chromium
 from tests.conftest import STAFF_PASSWORD
-from tests.dates import webhook_now
 from tests.test_pages_browser import STYLED_BACKGROUND
-from tests.tracking_support import run_server
+from tests.tracking_support import cli_report, run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium]
 
@@ -47,18 +45,7 @@ def figure(page, step: str, metric: str) -> int:
 
 def test_the_dashboard_in_a_browser(tracked, circular_rows, signer, cli, tmp_path) -> None:
     accounts.add_user(tracked, ADMIN, "admin", STAFF_PASSWORD, by="tests")
-    r = cli(
-        tracked.root,
-        "report",
-        "december",
-        "--step",
-        "circular",
-        "--format",
-        "json",
-        "--now",
-        webhook_now().isoformat(),
-    )
-    [totals] = [s["totals"] for s in json.loads(r.output)["steps"]]
+    [totals] = [s["totals"] for s in cli_report(cli, tracked, "--step", "circular")["steps"]]
     assert totals["opens_unique"] > 0  # the figures compared below are about something
     shots = tmp_path / "shots"
     shots.mkdir()
