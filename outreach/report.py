@@ -274,10 +274,7 @@ def load(
     if rows:
         arr = np.array(rows, dtype=object)  # one 2-D conversion: 3x faster than zip(*rows)
         del rows
-        if found.by_position:
-            pos = arr[:, 0].astype(np.int64)
-        else:
-            pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
+        pos = pd.Index(sends["send_id"].to_numpy(dtype=object)).get_indexer(arr[:, 0])
         kind = arr[:, 1].astype(np.int8)
         # left out: events of another transport's (or step's) messages, and those of other
         # kinds (-1: a store may return them for its count of matched events)

@@ -177,10 +177,9 @@ class ReportRows:
     """What ``outreach report`` reads: an edition's sends and their (matched) events."""
 
     sends: list[tuple]  # REPORT_SEND_COLUMNS, ordered by send id
-    events: list[tuple]  # (send_id or, with by_position, the send's index in sends; kind, ts, url)
+    events: list[tuple]  # (send_id, kind, ts, url)
     matched: int  # matched events of the campaign's edition (any kind)
     unmatched: int  # events that match no send, within the edition's time window
-    by_position: bool = False  # events name their send by its index in ``sends``
     # or the events as columns, only those of the sends (``events`` is then empty): each
     # one's send index, kind and timestamp; and the clicks that name a URL: send index, URL
     columns: tuple[list, list, list, list, list] | None = None
